@@ -1,0 +1,80 @@
+"""braid: a replicated, durable store for document logs.
+
+The public API::
+
+    store = await braid.open("DIR")          # or: async with braid.open("DIR") as store:
+    key = braid.Key("space-name", "doc-1")
+    await store.initialize(key, braid.Update(seq_begin=1, seq_end=1, redo='{"x":1}'))
+    change = await store.get(key)            # .document, .seq, .reads
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+
+from braid.errors import BraidError
+from braid.model import (
+    HEAD_PATCH,
+    REWIND,
+    ComputeMethod,
+    DocumentChange,
+    DocumentInfo,
+    Key,
+    Update,
+)
+from braid.storage.durable import DurableConfig, DurableEngine
+from braid.storage.router import Store
+
+__all__ = [
+    "HEAD_PATCH",
+    "REWIND",
+    "BraidError",
+    "ComputeMethod",
+    "DocumentChange",
+    "DocumentInfo",
+    "DurableConfig",
+    "Key",
+    "Store",
+    "Update",
+    "open",
+]
+__version__ = "0.1.0"
+
+
+class _Opening:
+    """What `braid.open` returns: await it, or use it with `async with`."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str], config: DurableConfig | None, create: bool
+    ) -> None:
+        self._directory = directory
+        self._config = config
+        self._create = create
+        self._store: Store | None = None
+
+    async def _open(self) -> Store:
+        durable = await DurableEngine.open(self._directory, self._config, create=self._create)
+        return Store(durable)
+
+    def __await__(self) -> Generator[Any, None, Store]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Store:
+        self._store = await self._open()
+        return self._store
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._store is not None
+        await self._store.close()
+
+
+def open(
+    directory: str | os.PathLike[str],
+    config: DurableConfig | None = None,
+    *,
+    create: bool = True,
+) -> _Opening:
+    """Open (creating if needed) the embedded durable store in `directory`."""
+    return _Opening(directory, config, create)

@@ -1,0 +1,1 @@
+"""Pure, deterministic cores: no asyncio, sockets, files, clocks or global randomness."""

@@ -1,0 +1,284 @@
+"""The error catalog: every failure braid can report, with a stable numeric code.
+
+Each entry has a unique code that never changes meaning once released, a name, a
+description written for the person reading it, whether a client should retry the same
+request, and whether the user (rather than an operator or a braid developer) can fix it.
+
+`docs/errors.md` is generated from this table (`braid errors --markdown`) and a test fails
+when it is stale or when two entries share a code or name. Code ranges:
+
+    1xxx  invalid input (keys, JSON, updates, arguments)
+    2xxx  document state (missing, exists, sequence conflicts, compaction)
+    3xxx  storage (write-ahead log, applied state, store directory)
+    9xxx  internal faults (bugs in braid; please report)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    code: int
+    name: str
+    description: str
+    retryable: bool
+    user_fixable: bool
+
+
+_CATALOG: dict[int, ErrorInfo] = {}
+
+
+def _entry(code: int, name: str, description: str, *, retryable: bool, user: bool) -> ErrorInfo:
+    assert code not in _CATALOG, f"duplicate error code {code}"
+    assert all(e.name != name for e in _CATALOG.values()), f"duplicate error name {name}"
+    info = ErrorInfo(code, name, description, retryable, user)
+    _CATALOG[code] = info
+    return info
+
+
+# 1xxx — invalid input
+INVALID_SPACE = _entry(
+    1001,
+    "INVALID_SPACE",
+    "The space name is not valid: it must match [a-z0-9][a-z0-9.-]{2,126} "
+    "(3 to 127 characters: lowercase letters, digits, '.' and '-').",
+    retryable=False,
+    user=True,
+)
+INVALID_KEY = _entry(
+    1002,
+    "INVALID_KEY",
+    "The document key is not valid: it must be 1 to 511 bytes of printable UTF-8 "
+    "(no control characters).",
+    retryable=False,
+    user=True,
+)
+MALFORMED_JSON = _entry(
+    1003,
+    "MALFORMED_JSON",
+    "A redo, undo or document is not valid JSON, or is not a JSON object.",
+    retryable=False,
+    user=True,
+)
+INVALID_UPDATE = _entry(
+    1004,
+    "INVALID_UPDATE",
+    "An update is not well formed: seq_begin must be at least 1 and at most seq_end, "
+    "asset_bytes must not be negative, and its fields must fit the size limits.",
+    retryable=False,
+    user=True,
+)
+UPDATES_NOT_CONTIGUOUS = _entry(
+    1005,
+    "UPDATES_NOT_CONTIGUOUS",
+    "The updates of one patch call must be contiguous: each seq_begin must be the "
+    "previous update's seq_end + 1.",
+    retryable=False,
+    user=True,
+)
+EMPTY_PATCH = _entry(
+    1006,
+    "EMPTY_PATCH",
+    "A patch call must carry at least one update.",
+    retryable=False,
+    user=True,
+)
+INVALID_ARGUMENT = _entry(
+    1007,
+    "INVALID_ARGUMENT",
+    "An argument is out of range or of the wrong kind (for example a negative seq or "
+    "history count, or an unknown compute method).",
+    retryable=False,
+    user=True,
+)
+RECORD_TOO_LARGE = _entry(
+    1008,
+    "RECORD_TOO_LARGE",
+    "The request is larger than the largest record the write-ahead log accepts; split "
+    "the patch into smaller calls.",
+    retryable=False,
+    user=True,
+)
+
+# 2xxx — document state
+DOCUMENT_NOT_FOUND = _entry(
+    2001,
+    "DOCUMENT_NOT_FOUND",
+    "No document exists under this key (it was never initialized, or was deleted).",
+    retryable=False,
+    user=True,
+)
+DOCUMENT_EXISTS = _entry(
+    2002,
+    "DOCUMENT_EXISTS",
+    "initialize was called for a key that already holds a document.",
+    retryable=False,
+    user=True,
+)
+HEAD_SEQ_OFF = _entry(
+    2003,
+    "HEAD_SEQ_OFF",
+    "The patch does not start at the document's head seq + 1 (a gap or an overlap). "
+    "Catch up with compute(HEAD_PATCH, your_seq) and retry with the right seqs.",
+    retryable=False,
+    user=True,
+)
+REWIND_PAST_COMPACTED = _entry(
+    2004,
+    "REWIND_PAST_COMPACTED",
+    "The rewind target lies inside history that a snapshot compacted away; the undos "
+    "needed to go back that far no longer exist.",
+    retryable=False,
+    user=True,
+)
+SNAPSHOT_SEQ_INVALID = _entry(
+    2005,
+    "SNAPSHOT_SEQ_INVALID",
+    "The snapshot seq must be the seq_end of one of the document's deltas (at most the head seq).",
+    retryable=False,
+    user=True,
+)
+SNAPSHOT_MISMATCH = _entry(
+    2006,
+    "SNAPSHOT_MISMATCH",
+    "The document given to snapshot differs from the document the store holds at that "
+    "seq; the writer's state and the store disagree, so nothing was compacted.",
+    retryable=False,
+    user=True,
+)
+HEAD_PATCH_PAST_COMPACTED = _entry(
+    2007,
+    "HEAD_PATCH_PAST_COMPACTED",
+    "compute(HEAD_PATCH) was asked from a seq inside compacted history, and the compacted "
+    "delta cannot be re-applied exactly; load the whole document with get instead.",
+    retryable=False,
+    user=True,
+)
+SEQ_BEYOND_HEAD = _entry(
+    2008,
+    "SEQ_BEYOND_HEAD",
+    "The seq given to compute or snapshot is newer than the document's head seq.",
+    retryable=False,
+    user=True,
+)
+
+# 3xxx — storage
+WAL_CORRUPT = _entry(
+    3001,
+    "WAL_CORRUPT",
+    "The write-ahead log holds a damaged record followed by later intact records, so the "
+    "damage is not a torn tail from a crash. Nothing was skipped or truncated; the files "
+    "are preserved for inspection with `braid wal verify`.",
+    retryable=False,
+    user=False,
+)
+WAL_FAILED = _entry(
+    3002,
+    "WAL_FAILED",
+    "A write or fsync of the write-ahead log failed. The log is closed for writing (a "
+    "failed fsync is never retried); restart the store to recover from what is on disk.",
+    retryable=False,
+    user=False,
+)
+STORE_LOCKED = _entry(
+    3003,
+    "STORE_LOCKED",
+    "Another process holds this store directory open.",
+    retryable=True,
+    user=True,
+)
+STORE_FORMAT = _entry(
+    3004,
+    "STORE_FORMAT",
+    "A file in the store directory is not in a format this version of braid reads (wrong "
+    "magic number or version).",
+    retryable=False,
+    user=False,
+)
+STORE_CLOSED = _entry(
+    3005,
+    "STORE_CLOSED",
+    "The store has been closed; open it again to continue.",
+    retryable=False,
+    user=True,
+)
+APPLIED_STATE_FAILED = _entry(
+    3006,
+    "APPLIED_STATE_FAILED",
+    "Writing the applied state (the checkpoint of the log into the document tables) "
+    "failed. Acknowledged writes are still safe in the write-ahead log.",
+    retryable=False,
+    user=False,
+)
+STORE_NOT_FOUND = _entry(
+    3007,
+    "STORE_NOT_FOUND",
+    "The store directory does not exist or is not a braid store.",
+    retryable=False,
+    user=True,
+)
+
+# 9xxx — internal
+INTERNAL = _entry(
+    9001,
+    "INTERNAL",
+    "An unexpected internal error; this is a bug in braid. Please report it with the "
+    "message and the steps that led to it.",
+    retryable=False,
+    user=False,
+)
+
+
+class BraidError(Exception):
+    """Every failure braid reports: carries the catalog entry and a specific detail."""
+
+    def __init__(self, info: ErrorInfo, detail: str = "") -> None:
+        self.info = info
+        self.detail = detail
+        super().__init__(f"[{info.code} {info.name}] {detail or info.description}")
+
+    @property
+    def code(self) -> int:
+        return self.info.code
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def retryable(self) -> bool:
+        return self.info.retryable
+
+    @property
+    def user_fixable(self) -> bool:
+        return self.info.user_fixable
+
+
+def catalog() -> list[ErrorInfo]:
+    """Every entry, ordered by code."""
+    return [_CATALOG[code] for code in sorted(_CATALOG)]
+
+
+def lookup(code: int) -> ErrorInfo | None:
+    return _CATALOG.get(code)
+
+
+def render_markdown() -> str:
+    """The error table published as docs/errors.md."""
+    lines = [
+        "# braid error codes",
+        "",
+        "Generated from `src/braid/errors.py` by `braid errors --markdown`; do not edit by hand.",
+        "`braid errors CODE` explains one code.",
+        "",
+        "| code | name | retry? | user can fix? | description |",
+        "|---:|---|---|---|---|",
+    ]
+    for info in catalog():
+        retry = "yes" if info.retryable else "no"
+        user = "yes" if info.user_fixable else "no"
+        text = info.description.replace("|", "\\|")
+        lines.append(f"| {info.code} | `{info.name}` | {retry} | {user} | {text} |")
+    return "\n".join(lines) + "\n"

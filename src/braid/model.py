@@ -1,0 +1,228 @@
+"""The document model: keys, updates, document changes, and JSON merge (RFC 7396).
+
+A document is the merge of its deltas' redo patches applied in order to `{}`. Three pure
+functions carry all the JSON algebra:
+
+- `apply_patch(target, patch)`: RFC 7396 — objects merge recursively, arrays and scalars
+  replace, `null` deletes.
+- `compose(acc, patch)`: merges one patch into another so that applying the result equals
+  applying both in turn. Null markers are kept (a deletion must survive the merge). One case
+  cannot be expressed as a single merge patch: a member that was replaced by a non-object and
+  is then patched with an object must *replace* whatever object the target held, while a merge
+  patch can only merge into it. `compose` reports that case as inexact; callers then fall back
+  to `diff` of two exactly computed documents. Applied to `{}` a composed patch is always exact.
+- `diff(old, new)`: the merge patch that turns `old` into `new`, always exact.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Any
+
+import msgspec
+
+from braid import limits
+from braid.errors import (
+    INVALID_KEY,
+    INVALID_SPACE,
+    INVALID_UPDATE,
+    MALFORMED_JSON,
+    BraidError,
+)
+
+_SPACE_PATTERN = re.compile(r"[a-z0-9][a-z0-9.-]{2,126}")
+
+JsonValue = Any  # dict | list | str | int | float | bool | None, as msgspec decodes JSON
+
+
+def validate_space(space: str) -> None:
+    if not isinstance(space, str) or _SPACE_PATTERN.fullmatch(space) is None:
+        raise BraidError(INVALID_SPACE, f"invalid space {space!r}")
+
+
+def validate_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise BraidError(INVALID_KEY, f"invalid key {key!r}: must be a non-empty string")
+    if not key.isprintable():
+        raise BraidError(INVALID_KEY, f"invalid key {key!r}: control or non-printable characters")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BraidError(INVALID_KEY, f"invalid key {key!r}: not encodable as UTF-8") from None
+    if size > limits.key_bytes_max:
+        raise BraidError(INVALID_KEY, f"key is {size} bytes; the limit is {limits.key_bytes_max}")
+
+
+class Key(msgspec.Struct, frozen=True, array_like=True):
+    """A document's address: a space (a namespace) and a key within it."""
+
+    space: str
+    key: str
+
+    def __post_init__(self) -> None:
+        validate_space(self.space)
+        validate_key(self.key)
+
+    def __str__(self) -> str:
+        return f"{self.space}/{self.key}"
+
+
+class Update(msgspec.Struct, frozen=True, array_like=True):
+    """One delta of a document log, covering seqs seq_begin..seq_end inclusive.
+
+    `redo` turns the document at seq_begin-1 into the document at seq_end; `undo` turns it
+    back. Both are JSON merge patches given as JSON text. The other fields are carried for
+    the application and stored as given.
+    """
+
+    seq_begin: int
+    seq_end: int
+    who: str = ""
+    request: str = ""
+    redo: str = "{}"
+    undo: str = "{}"
+    active: bool = False
+    asset_bytes: int = 0
+    kind: str = ""
+
+
+class DocumentChange(msgspec.Struct, frozen=True):
+    """What get and compute answer: a JSON text, the seq it stands at, and how many deltas
+    were read to produce it."""
+
+    document: str
+    seq: int
+    reads: int
+
+
+class ComputeMethod(enum.Enum):
+    HEAD_PATCH = "head_patch"
+    REWIND = "rewind"
+
+
+HEAD_PATCH = ComputeMethod.HEAD_PATCH
+REWIND = ComputeMethod.REWIND
+
+
+class DocumentInfo(msgspec.Struct, frozen=True):
+    """One line of an inventory."""
+
+    key: Key
+    seq: int
+    deltas: int
+    bytes: int
+
+
+_json_decoder = msgspec.json.Decoder()
+_json_encoder = msgspec.json.Encoder()
+
+
+def parse_object(text: str, what: str) -> dict[str, JsonValue]:
+    """Parse JSON text that must be an object; raise MALFORMED_JSON otherwise."""
+    try:
+        value = _json_decoder.decode(text)
+    except (msgspec.DecodeError, TypeError) as error:
+        raise BraidError(MALFORMED_JSON, f"{what} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise BraidError(
+            MALFORMED_JSON, f"{what} must be a JSON object, got {type(value).__name__}"
+        )
+    return value
+
+
+def to_json(value: JsonValue) -> str:
+    return _json_encoder.encode(value).decode("utf-8")
+
+
+def validate_update(update: Update) -> None:
+    """Check an update's fields before it touches storage (JSON is checked too)."""
+    if not isinstance(update, Update):
+        raise BraidError(INVALID_UPDATE, f"expected braid.Update, got {type(update).__name__}")
+    _validate_update_fields(update)
+    for name, text in (("redo", update.redo), ("undo", update.undo)):
+        if len(text) > limits.json_bytes_max:
+            raise BraidError(INVALID_UPDATE, f"{name} is larger than {limits.json_bytes_max} bytes")
+        parse_object(text, f"{name} of update {update.seq_begin}..{update.seq_end}")
+
+
+def _validate_update_fields(update: Update) -> None:
+    ints = (update.seq_begin, update.seq_end, update.asset_bytes)
+    if any(type(value) is not int for value in ints):
+        raise BraidError(INVALID_UPDATE, "seq_begin, seq_end and asset_bytes must be integers")
+    if update.seq_begin < 1 or update.seq_end < update.seq_begin:
+        raise BraidError(
+            INVALID_UPDATE,
+            f"seq_begin={update.seq_begin} seq_end={update.seq_end}: need 1 <= begin <= end",
+        )
+    if update.seq_end >= 2**63:
+        raise BraidError(INVALID_UPDATE, "seq_end does not fit in 63 bits")
+    if update.asset_bytes < 0 or update.asset_bytes >= 2**63:
+        raise BraidError(INVALID_UPDATE, "asset_bytes must be in [0, 2**63)")
+    texts = (update.who, update.request, update.redo, update.undo, update.kind)
+    if any(type(value) is not str for value in texts):
+        raise BraidError(INVALID_UPDATE, "who, request, redo, undo and kind must be strings")
+    if type(update.active) is not bool:
+        raise BraidError(INVALID_UPDATE, "active must be a bool")
+    for name, text, bound in (
+        ("who", update.who, limits.who_bytes_max),
+        ("request", update.request, limits.request_bytes_max),
+        ("kind", update.kind, limits.kind_bytes_max),
+    ):
+        if len(text) > bound:
+            raise BraidError(INVALID_UPDATE, f"{name} is longer than {bound} characters")
+
+
+def apply_patch(target: JsonValue, patch: JsonValue) -> JsonValue:
+    """RFC 7396 MergePatch(target, patch); `target` is not modified."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = apply_patch(result.get(name), value)
+    return result
+
+
+def compose(acc: JsonValue, patch: JsonValue) -> tuple[JsonValue, bool]:
+    """Merge `patch` into the patch `acc`, keeping null markers.
+
+    Returns (composed, exact). When exact, apply(apply(t, acc), patch) == apply(t, composed)
+    for every target t; when not, only for t == {} (see the module docstring).
+    """
+    if not isinstance(patch, dict):
+        return patch, True
+    if not isinstance(acc, dict):
+        # acc set this member to a non-object (or deleted it); patch builds an object on
+        # top of nothing. As a merge patch that can only be written as "merge into".
+        return apply_patch(None, patch), False
+    result = dict(acc)
+    exact = True
+    for name, value in patch.items():
+        if value is None or not isinstance(value, dict):
+            result[name] = value
+        elif name in result:
+            merged, member_exact = compose(result[name], value)
+            result[name] = merged
+            exact = exact and member_exact
+        else:
+            result[name] = value
+    return result, exact
+
+
+def diff(old: JsonValue, new: JsonValue) -> JsonValue:
+    """The merge patch p with apply_patch(old, p) == new (documents hold no null members)."""
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return new
+    patch: dict[str, JsonValue] = {}
+    for name in old:
+        if name not in new:
+            patch[name] = None
+    for name, value in new.items():
+        if name not in old:
+            patch[name] = value
+        elif old[name] != value:
+            patch[name] = diff(old[name], value) if isinstance(value, dict) else value
+    return patch

@@ -1,0 +1,70 @@
+"""The embedded store: routes each key to its engine (DESIGN §1).
+
+`mem_…` keys go to the memory engine; every other key (`disk_…` and, in embedded mode,
+everything else) goes to the durable engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from braid.errors import INVALID_KEY, BraidError
+from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
+from braid.storage.api import DataService
+from braid.storage.durable import DurableEngine
+from braid.storage.memory import MemoryEngine
+
+MEMORY_PREFIX = "mem_"
+DISK_PREFIX = "disk_"
+
+
+def engine_name(key: Key) -> str:
+    return "memory" if key.key.startswith(MEMORY_PREFIX) else "durable"
+
+
+class Store:
+    """The embedded document store: the DataService API over the memory and durable engines."""
+
+    def __init__(self, durable: DurableEngine, memory: MemoryEngine | None = None) -> None:
+        self.durable = durable
+        self.memory = memory or MemoryEngine()
+
+    def _engine(self, key: Key) -> DataService:
+        if not isinstance(key, Key):
+            raise BraidError(INVALID_KEY, f"expected braid.Key, got {type(key).__name__}")
+        return self.memory if key.key.startswith(MEMORY_PREFIX) else self.durable
+
+    async def initialize(self, key: Key, update: Update) -> None:
+        await self._engine(key).initialize(key, update)
+
+    async def patch(self, key: Key, updates: Sequence[Update]) -> None:
+        await self._engine(key).patch(key, updates)
+
+    async def get(self, key: Key) -> DocumentChange:
+        return await self._engine(key).get(key)
+
+    async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
+        return await self._engine(key).compute(key, method, seq)
+
+    async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
+        return await self._engine(key).snapshot(key, seq, document, history)
+
+    async def delete(self, key: Key) -> None:
+        await self._engine(key).delete(key)
+
+    async def inventory(self) -> list[DocumentInfo]:
+        documents = await self.durable.inventory() + await self.memory.inventory()
+        return sorted(documents, key=lambda info: (info.key.space, info.key.key))
+
+    async def close(self, key: Key | None = None) -> None:
+        if key is not None:
+            await self._engine(key).close(key)
+            return
+        await self.memory.close()
+        await self.durable.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,418 @@
+"""The write-ahead log on disk: recovery on open and the group-commit writer.
+
+Segments live in one directory as `seg-NNNNNNNN.wal`, each preallocated and zero-filled to
+`limits.wal_segment_bytes` before it is used (overwriting preallocated blocks makes
+fdatasync cheaper than growing a file). The format is in `braid.core.wal.record`.
+
+Group commit: `append` frames a record into the open batch at once and returns the batch's
+future; one flusher task writes the whole batch plus its commit marker with one write and
+one fdatasync in an I/O thread, then resolves the future. While one batch is being synced
+the next one fills, so the batch size follows the load. A failed write or fsync is fatal
+for the log: every waiter gets WAL_FAILED and the log takes no more writes (a failed fsync
+may have dropped dirty pages; retrying could report success for data that is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from braid import limits
+from braid.core.wal.record import (
+    SEGMENT_HEADER_SIZE,
+    Record,
+    RecordType,
+    SegmentHeader,
+    SegmentHeaderError,
+    encode_record,
+    encode_segment_header,
+    find_later_batch,
+    scan_segment,
+)
+from braid.errors import RECORD_TOO_LARGE, WAL_CORRUPT, WAL_FAILED, BraidError
+
+_SEGMENT_NAME = re.compile(r"seg-(\d{8})\.wal")
+_SPARE_NAME = "spare.tmp"
+_ZEROS = bytes(1 << 20)
+
+
+def segment_path(directory: Path, index: int) -> Path:
+    return directory / f"seg-{index:08d}.wal"
+
+
+def list_segments(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in directory.iterdir():
+        match = _SEGMENT_NAME.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- analysis (read only) and repair -------------------------------------------------------
+
+
+@dataclass
+class SegmentState:
+    index: int
+    path: Path
+    header: SegmentHeader | None
+    records: int = 0
+    end: int = SEGMENT_HEADER_SIZE
+    last_batch: int = 0
+
+
+@dataclass
+class LogAnalysis:
+    """What the log directory holds: every intact record in order, and a verdict."""
+
+    segments: list[SegmentState] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    verdict: str = "clean"  # clean | torn | corrupt
+    problem_segment: Path | None = None
+    problem_offset: int = 0
+    detail: str = ""
+    discard_segments: list[Path] = field(default_factory=list)  # after a torn tail
+
+
+def analyze_log(directory: Path, segment_bytes: int = limits.wal_segment_bytes) -> LogAnalysis:
+    """Scan every segment without changing anything."""
+    analysis = LogAnalysis()
+    segments = list_segments(directory)
+    expected_lsn: int | None = None
+    for position, (index, path) in enumerate(segments):
+        data = path.read_bytes()
+        try:
+            scan = scan_segment(data, expected_lsn)
+        except SegmentHeaderError as error:
+            return _corrupt(analysis, path, 0, f"segment header: {error}")
+        header = scan.header
+        if expected_lsn is not None and header.first_lsn != expected_lsn:
+            detail = f"segment starts at lsn {header.first_lsn}, expected {expected_lsn}"
+            return _corrupt(analysis, path, 0, detail)
+        state = SegmentState(index, path, header, len(scan.records), scan.end, header.first_batch)
+        if scan.records:
+            state.last_batch = scan.records[-1].batch
+        analysis.segments.append(state)
+        analysis.records.extend(scan.records)
+        expected_lsn = scan.records[-1].lsn + 1 if scan.records else header.first_lsn
+        if scan.damaged_at is not None:
+            later = _later_batch_anywhere(
+                data, scan.damaged_at, scan.damaged_batch, segments[position + 1 :]
+            )
+            if later is not None:
+                where, record = later
+                detail = (
+                    f"damaged record at offset {scan.damaged_at} (batch {scan.damaged_batch}), "
+                    f"yet an intact record of later batch {record.batch} (lsn {record.lsn}) "
+                    f"follows in {where.name} at offset {record.offset}"
+                )
+                return _corrupt(analysis, path, scan.damaged_at, detail)
+            analysis.verdict = "torn"
+            analysis.problem_segment = path
+            analysis.problem_offset = scan.damaged_at
+            analysis.detail = f"torn tail at offset {scan.damaged_at} of {path.name}"
+            analysis.discard_segments = [later_path for _, later_path in segments[position + 1 :]]
+            return analysis
+    return analysis
+
+
+def _corrupt(analysis: LogAnalysis, path: Path, offset: int, detail: str) -> LogAnalysis:
+    analysis.verdict = "corrupt"
+    analysis.problem_segment = path
+    analysis.problem_offset = offset
+    analysis.detail = f"{path.name}: {detail}"
+    return analysis
+
+
+def _later_batch_anywhere(
+    data: bytes, damaged_at: int, batch: int, later_segments: list[tuple[int, Path]]
+) -> tuple[Path, Record] | None:
+    record = find_later_batch(data, damaged_at + 8, batch)
+    if record is not None:
+        return Path("(same segment)"), record
+    for _, path in later_segments:
+        later_data = path.read_bytes()
+        record = find_later_batch(later_data, SEGMENT_HEADER_SIZE, batch)
+        if record is not None:
+            return path, record
+    return None
+
+
+def repair_torn_tail(analysis: LogAnalysis, segment_bytes: int) -> None:
+    """Zero the torn tail, drop segments after it, and restore the preallocated size."""
+    assert analysis.verdict == "torn"
+    assert analysis.problem_segment is not None
+    path = analysis.problem_segment
+    with open(path, "r+b") as handle:
+        data = handle.read()
+        stop = len(data.rstrip(b"\0"))
+        handle.seek(analysis.problem_offset)
+        remaining = max(0, stop - analysis.problem_offset)
+        while remaining > 0:
+            chunk = _ZEROS[: min(remaining, len(_ZEROS))]
+            handle.write(chunk)
+            remaining -= len(chunk)
+        if len(data) < segment_bytes:
+            handle.truncate(segment_bytes)
+        handle.flush()
+        os.fdatasync(handle.fileno())
+    for discarded in analysis.discard_segments:
+        discarded.unlink()
+    fsync_directory(path.parent)
+    analysis.verdict = "clean"
+    analysis.discard_segments = []
+
+
+def raise_if_corrupt(analysis: LogAnalysis) -> None:
+    if analysis.verdict == "corrupt":
+        raise BraidError(
+            WAL_CORRUPT,
+            f"{analysis.detail}; files preserved in {analysis.problem_segment}",
+        )
+
+
+# -- the writer ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Segment:
+    index: int
+    path: Path
+    first_lsn: int
+
+
+class WalWriter:
+    """Appends records to the log with group commit. Use from one event loop thread."""
+
+    def __init__(
+        self,
+        directory: Path,
+        analysis: LogAnalysis,
+        next_lsn: int,
+        segment_bytes: int = limits.wal_segment_bytes,
+    ) -> None:
+        assert analysis.verdict == "clean"
+        self._directory = directory
+        self._segment_bytes = segment_bytes
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="braid-wal")
+        self._spare_lock = threading.Lock()
+        self._spare_thread: threading.Thread | None = None
+        self._segments = [
+            _Segment(state.index, state.path, state.header.first_lsn)
+            for state in analysis.segments
+            if state.header is not None
+        ]
+        last_record = analysis.records[-1] if analysis.records else None
+        self._next_lsn = max(next_lsn, last_record.lsn + 1 if last_record else 1)
+        last_batch = max((state.last_batch for state in analysis.segments), default=0)
+        self._open_batch = last_batch + 1
+        self.durable_lsn = self._next_lsn - 1
+        self._fd = -1
+        self._offset = 0
+        if self._segments and analysis.segments[-1].end + 4096 < segment_bytes:
+            active = self._segments[-1]
+            self._fd = os.open(active.path, os.O_RDWR)
+            self._offset = analysis.segments[-1].end
+        self._buffer = bytearray()
+        self._buffer_first_lsn = 0
+        self._batch_future: asyncio.Future[None] | None = None
+        self._has_data = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._closing = False
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        self._start_spare()
+
+    @property
+    def next_lsn(self) -> int:
+        return self._next_lsn
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    def check_writable(self) -> None:
+        if self._failure is not None:
+            raise BraidError(WAL_FAILED, f"the write-ahead log failed: {self._failure}")
+
+    async def reserve(self) -> None:
+        """Wait while the open batch is full (bounded memory under overload)."""
+        while len(self._buffer) >= limits.wal_batch_bytes_max and self._failure is None:
+            self._drained.clear()
+            await self._drained.wait()
+        self.check_writable()
+
+    def append(self, kind: RecordType, payload: bytes) -> tuple[int, asyncio.Future[None]]:
+        """Frame a record into the open batch; the future resolves once it is durable."""
+        self.check_writable()
+        if len(payload) > limits.wal_record_payload_bytes_max:
+            raise BraidError(
+                RECORD_TOO_LARGE,
+                f"record of {len(payload)} bytes; the limit is "
+                f"{limits.wal_record_payload_bytes_max}",
+            )
+        lsn = self._next_lsn
+        self._next_lsn += 1
+        if not self._buffer:
+            self._buffer_first_lsn = lsn
+        self._buffer += encode_record(lsn, self._open_batch, kind, payload)
+        future = self._batch_future
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_consume_exception)
+            self._batch_future = future
+            self._has_data.set()
+        return lsn, future
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._has_data.wait()
+            if not self._buffer:
+                self._has_data.clear()
+                if self._closing:
+                    return
+                continue
+            marker_lsn = self._next_lsn
+            self._next_lsn += 1
+            batch = self._open_batch
+            self._open_batch += 1
+            data = bytes(self._buffer) + encode_record(marker_lsn, batch, RecordType.COMMIT, b"")
+            first_lsn = self._buffer_first_lsn
+            future = self._batch_future
+            assert future is not None
+            self._buffer = bytearray()
+            self._batch_future = None
+            self._drained.set()
+            try:
+                await loop.run_in_executor(self._io, self._write_batch, data, first_lsn, batch)
+            except BaseException as error:  # any failure is fatal for the log
+                self._fail(error, future)
+                return
+            self.durable_lsn = marker_lsn
+            future.set_result(None)
+
+    def _fail(self, error: BaseException, future: asyncio.Future[None]) -> None:
+        self._failure = error
+        failure = BraidError(WAL_FAILED, f"write or fsync of the log failed: {error}")
+        future.set_exception(failure)
+        if self._batch_future is not None:
+            self._batch_future.set_exception(failure)
+            self._batch_future = None
+        self._drained.set()
+
+    # -- I/O thread ------------------------------------------------------------------------
+
+    def _write_batch(self, data: bytes, first_lsn: int, batch: int) -> None:
+        if self._fd < 0 or self._offset + len(data) > self._segment_bytes:
+            self._rotate(first_lsn, batch)
+        view = memoryview(data)
+        offset = self._offset
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view = view[written:]
+            offset += written
+        os.fdatasync(self._fd)
+        self._offset = offset
+
+    def _rotate(self, first_lsn: int, batch: int) -> None:
+        if self._spare_thread is not None:
+            self._spare_thread.join()
+        spare = self._directory / _SPARE_NAME
+        if not spare.exists():
+            self._prepare_spare()
+        index = self._segments[-1].index + 1 if self._segments else 1
+        fd = os.open(spare, os.O_RDWR)
+        header = encode_segment_header(SegmentHeader(index, first_lsn, batch))
+        os.pwrite(fd, header, 0)
+        os.fdatasync(fd)
+        path = segment_path(self._directory, index)
+        os.rename(spare, path)
+        fsync_directory(self._directory)
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = fd
+        self._offset = SEGMENT_HEADER_SIZE
+        self._segments.append(_Segment(index, path, first_lsn))
+        self._start_spare()
+
+    def _start_spare(self) -> None:
+        if (self._directory / _SPARE_NAME).exists():
+            return
+        self._spare_thread = threading.Thread(
+            target=self._prepare_spare_quietly, name="braid-wal-spare", daemon=True
+        )
+        self._spare_thread.start()
+
+    def _prepare_spare_quietly(self) -> None:
+        # A failure here surfaces at the next rotation, which prepares the spare itself.
+        with contextlib.suppress(OSError):
+            self._prepare_spare()
+
+    def _prepare_spare(self) -> None:
+        with self._spare_lock:
+            final = self._directory / _SPARE_NAME
+            if final.exists():
+                return
+            temporary = self._directory / (_SPARE_NAME + ".part")
+            fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                remaining = self._segment_bytes
+                while remaining > 0:
+                    remaining -= os.write(fd, _ZEROS[: min(remaining, len(_ZEROS))])
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temporary, final)
+            fsync_directory(self._directory)
+
+    def _release_through(self, applied_lsn: int) -> int:
+        released = 0
+        while len(self._segments) > 1 and self._segments[1].first_lsn - 1 <= applied_lsn:
+            self._segments.pop(0).path.unlink()
+            released += 1
+        if released:
+            fsync_directory(self._directory)
+        return released
+
+    async def release_through(self, applied_lsn: int) -> int:
+        """Delete segments whose every record is at or below applied_lsn (never the last)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, self._release_through, applied_lsn)
+
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    async def close(self) -> None:
+        """Flush what is pending, then stop. Safe to call twice."""
+        if not self._closing:
+            self._closing = True
+            self._has_data.set()
+            with contextlib.suppress(BaseException):
+                await self._flusher
+            if self._spare_thread is not None:
+                self._spare_thread.join()
+            self._io.shutdown(wait=True)
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def _consume_exception(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
