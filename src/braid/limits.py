@@ -24,7 +24,7 @@ wal_batch_bytes_max = 4 * 1024 * 1024  # bytes written per group-commit batch (o
 wal_pending_records_max = 65536  # records waiting for their batch before writers are held
 
 # Applied state (the checkpoint of the log into the document tables).
-checkpoint_records_max = 200_000  # checkpoint once this many records are unapplied
+checkpoint_records_max = 65_536  # checkpoint once this many records are unapplied
 checkpoint_interval_seconds_max = 30.0  # or once the oldest unapplied record is this old
 document_cache_bytes_max = 256 * 1024 * 1024  # documents kept in memory (LRU, unpinned only)
 

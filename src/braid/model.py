@@ -12,6 +12,8 @@ functions carry all the JSON algebra:
   patch can only merge into it. `compose` reports that case as inexact; callers then fall back
   to `diff` of two exactly computed documents. Applied to `{}` a composed patch is always exact.
 - `diff(old, new)`: the merge patch that turns `old` into `new`, always exact.
+
+Values are compared with `same_json`, not `==`: in Python `True == 1`, in JSON they differ.
 """
 
 from __future__ import annotations
@@ -147,30 +149,37 @@ def validate_update(update: Update) -> None:
 
 
 def _validate_update_fields(update: Update) -> None:
-    ints = (update.seq_begin, update.seq_end, update.asset_bytes)
-    if any(type(value) is not int for value in ints):
+    # Plain comparisons rather than loops: this runs for every update on the write path.
+    begin, end, assets = update.seq_begin, update.seq_end, update.asset_bytes
+    if type(begin) is not int or type(end) is not int or type(assets) is not int:
         raise BraidError(INVALID_UPDATE, "seq_begin, seq_end and asset_bytes must be integers")
-    if update.seq_begin < 1 or update.seq_end < update.seq_begin:
-        raise BraidError(
-            INVALID_UPDATE,
-            f"seq_begin={update.seq_begin} seq_end={update.seq_end}: need 1 <= begin <= end",
-        )
-    if update.seq_end >= 2**63:
+    if begin < 1 or end < begin:
+        raise BraidError(INVALID_UPDATE, f"seq_begin={begin} seq_end={end}: need 1 <= begin <= end")
+    if end >= 2**63:
         raise BraidError(INVALID_UPDATE, "seq_end does not fit in 63 bits")
-    if update.asset_bytes < 0 or update.asset_bytes >= 2**63:
+    if assets < 0 or assets >= 2**63:
         raise BraidError(INVALID_UPDATE, "asset_bytes must be in [0, 2**63)")
-    texts = (update.who, update.request, update.redo, update.undo, update.kind)
-    if any(type(value) is not str for value in texts):
+    who, request, kind = update.who, update.request, update.kind
+    if (
+        type(who) is not str
+        or type(request) is not str
+        or type(kind) is not str
+        or type(update.redo) is not str
+        or type(update.undo) is not str
+    ):
         raise BraidError(INVALID_UPDATE, "who, request, redo, undo and kind must be strings")
     if type(update.active) is not bool:
         raise BraidError(INVALID_UPDATE, "active must be a bool")
-    for name, text, bound in (
-        ("who", update.who, limits.who_bytes_max),
-        ("request", update.request, limits.request_bytes_max),
-        ("kind", update.kind, limits.kind_bytes_max),
+    if (
+        len(who) > limits.who_bytes_max
+        or len(request) > limits.request_bytes_max
+        or len(kind) > limits.kind_bytes_max
     ):
-        if len(text) > bound:
-            raise BraidError(INVALID_UPDATE, f"{name} is longer than {bound} characters")
+        raise BraidError(
+            INVALID_UPDATE,
+            f"who, request and kind are limited to {limits.who_bytes_max}, "
+            f"{limits.request_bytes_max} and {limits.kind_bytes_max} characters",
+        )
 
 
 def apply_patch(target: JsonValue, patch: JsonValue) -> JsonValue:
@@ -223,6 +232,26 @@ def diff(old: JsonValue, new: JsonValue) -> JsonValue:
     for name, value in new.items():
         if name not in old:
             patch[name] = value
-        elif old[name] != value:
+        elif not same_json(old[name], value):
             patch[name] = diff(old[name], value) if isinstance(value, dict) else value
     return patch
+
+
+def same_json(left: JsonValue, right: JsonValue) -> bool:
+    """JSON equality of decoded values. Python's `==` holds `true == 1` and `false == 0`;
+    JSON does not, so booleans equal only booleans here (numbers compare by value)."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    if isinstance(left, dict):
+        return (
+            isinstance(right, dict)
+            and left.keys() == right.keys()
+            and all(same_json(value, right[name]) for name, value in left.items())
+        )
+    if isinstance(left, list):
+        return (
+            isinstance(right, list)
+            and len(left) == len(right)
+            and all(same_json(a, b) for a, b in zip(left, right, strict=True))
+        )
+    return bool(left == right)

@@ -37,6 +37,7 @@ from braid.model import (
     compose,
     diff,
     parse_object,
+    same_json,
     to_json,
     validate_update,
 )
@@ -211,7 +212,7 @@ class DocumentLog:
         if not boundary:
             raise BraidError(SNAPSHOT_SEQ_INVALID, f"no delta ends at seq {seq}")
         given = parse_object(document, "snapshot document")
-        if given != self._document_through(seq):
+        if not same_json(given, self._document_through(seq)):
             raise BraidError(
                 SNAPSHOT_MISMATCH, f"the document given differs from the stored one at {seq}"
             )

@@ -54,6 +54,9 @@ from braid.storage.wal import (
 )
 
 
+APPLIED_FILE = "applied.sqlite3"
+
+
 @dataclass(frozen=True)
 class DurableConfig:
     segment_bytes: int = limits.wal_segment_bytes
@@ -102,10 +105,9 @@ class DurableEngine:
     async def _open(self, directory: Path, config: DurableConfig, create: bool) -> None:
         self.directory = directory
         self.config = config
-        if not directory.is_dir():
-            if not create:
-                raise BraidError(STORE_NOT_FOUND, f"no store at {directory}")
-            directory.mkdir(parents=True)
+        if not create and not (directory / APPLIED_FILE).is_file():
+            raise BraidError(STORE_NOT_FOUND, f"no braid store at {directory}")
+        directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_directory(directory)
         self._cache: OrderedDict[Key, _Entry] = OrderedDict()
         self._cache_bytes = 0
@@ -116,8 +118,9 @@ class DurableEngine:
         self._checkpoint_timer: asyncio.TimerHandle | None = None
         self._oldest_pending = 0.0
         self.checkpoints = 0
+        applied: AppliedState | None = None
         try:
-            self._applied = AppliedState(directory / "applied.sqlite3")
+            self._applied = applied = AppliedState(directory / APPLIED_FILE)
             self._applied_through = self._applied.applied_lsn()
             self.report = self._recover(directory / "wal")
             self._wal = WalWriter(
@@ -131,6 +134,8 @@ class DurableEngine:
                 await self._checkpoint_now()
         except BaseException:
             self._checkpointer.shutdown()
+            if applied is not None:
+                applied.close()
             os.close(self._lock_fd)
             raise
 

@@ -6,7 +6,7 @@ everything else) goes to the durable engine.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from braid.errors import INVALID_KEY, BraidError
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
@@ -37,8 +37,9 @@ class Store:
     async def initialize(self, key: Key, update: Update) -> None:
         await self._engine(key).initialize(key, update)
 
-    async def patch(self, key: Key, updates: Sequence[Update]) -> None:
-        await self._engine(key).patch(key, updates)
+    def patch(self, key: Key, updates: Sequence[Update]) -> Awaitable[None]:
+        # Not a coroutine of its own: hands back the engine's, saving a frame per write.
+        return self._engine(key).patch(key, updates)
 
     async def get(self, key: Key) -> DocumentChange:
         return await self._engine(key).get(key)

@@ -1,0 +1,272 @@
+"""`braid doc`: the document API of the embedded store, one operation per subcommand.
+
+Every subcommand opens the store in `--data DIR`, performs one operation and closes it. Only
+`init` creates a missing store; the others refuse it with STORE_NOT_FOUND (3007) and never
+create files. Keys beginning `mem_` live in the memory engine, so they vanish when the
+command exits; the commands say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from braid.cli.common import EXIT_OK, add_json_flag, pretty_json, print_json, run_on_store
+from braid.errors import INVALID_ARGUMENT, BraidError
+from braid.model import HEAD_PATCH, REWIND, DocumentChange, Key, Update, apply_patch, to_json
+from braid.storage.router import MEMORY_PREFIX, Store
+
+if TYPE_CHECKING:
+    from braid.cli.common import Subparsers
+
+Action = Callable[[Store, argparse.Namespace], Awaitable[int]]
+
+
+def register(subparsers: Subparsers) -> None:
+    doc = subparsers.add_parser(
+        "doc",
+        help="read and write documents in an embedded store",
+        description="Operate on the documents of the embedded store in --data DIR. "
+        "Only `init` creates a missing store.",
+    )
+    commands = doc.add_subparsers(dest="doc_command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", required=True, metavar="DIR", help="the store directory")
+    add_json_flag(common)
+    keyed = argparse.ArgumentParser(add_help=False, parents=[common])
+    keyed.add_argument("space", metavar="SPACE", help="the document's space, e.g. 'chat'")
+    keyed.add_argument("key", metavar="KEY", help="the document's key within the space")
+    _register_commands(commands, common, keyed)
+
+
+def _add(
+    commands: Subparsers,
+    name: str,
+    parent: argparse.ArgumentParser,
+    action: Action,
+    text: str,
+    *,
+    create: bool = False,
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, parents=[parent], help=text, description=text)
+    parser.set_defaults(handler=_handler(action, create=create))
+    return parser
+
+
+def _handler(action: Action, *, create: bool) -> Callable[[argparse.Namespace], int]:
+    def handle(args: argparse.Namespace) -> int:
+        async def bound(store: Store) -> int:
+            return await action(store, args)
+
+        return run_on_store(args.data, bound, create=create)
+
+    return handle
+
+
+def _add_update_fields(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redo", required=True, metavar="JSON", help="JSON merge patch to apply")
+    parser.add_argument(
+        "--undo", default="{}", metavar="JSON", help="JSON merge patch that reverts it ({})"
+    )
+    parser.add_argument("--who", default="", help="who made the change (stored as given)")
+    parser.add_argument("--request", default="", help="the request behind it (stored as given)")
+
+
+def _register_commands(
+    commands: Subparsers, common: argparse.ArgumentParser, keyed: argparse.ArgumentParser
+) -> None:
+    init = _add(
+        commands,
+        "init",
+        keyed,
+        _init,
+        "create a document with its first delta (creates the store if missing)",
+        create=True,
+    )
+    init.add_argument("--seq", type=int, default=1, metavar="N", help="its seq (default 1)")
+    _add_update_fields(init)
+    patch = _add(commands, "patch", keyed, _patch, "append a delta; it must start at head + 1")
+    seqs = patch.add_mutually_exclusive_group(required=True)
+    seqs.add_argument("--seq", type=int, metavar="N", help="the delta's seq (begin = end = N)")
+    seqs.add_argument("--seq-begin", type=int, metavar="N", help="first seq of a range delta")
+    patch.add_argument("--seq-end", type=int, metavar="N", help="last seq (with --seq-begin)")
+    _add_update_fields(patch)
+    _add(commands, "get", keyed, _get, "print a document and its head seq")
+    headpatch = _add(
+        commands, "headpatch", keyed, _headpatch, "print the merge patch from SEQ to the head"
+    )
+    headpatch.add_argument("seq", type=int, metavar="SEQ", help="the seq the reader is at")
+    rewind = _add(
+        commands, "rewind", keyed, _rewind, "print the merge patch from the head back to SEQ"
+    )
+    rewind.add_argument("seq", type=int, metavar="SEQ", help="the seq to go back to")
+    snapshot = _add(
+        commands, "snapshot", keyed, _snapshot, "compact: fold old deltas up to SEQ into one"
+    )
+    snapshot.add_argument(
+        "seq", type=int, metavar="SEQ", help="a seq that ends one of the document's deltas"
+    )
+    snapshot.add_argument(
+        "--history", type=int, required=True, metavar="N", help="keep the N newest deltas"
+    )
+    snapshot.add_argument(
+        "--document",
+        metavar="JSON",
+        help="the document at SEQ as the writer holds it (default: computed from the store)",
+    )
+    _add(commands, "delete", keyed, _delete, "delete a document")
+    _add(commands, "list", common, _list, "list every document: seq, deltas, bytes")
+
+
+# -- writes ---------------------------------------------------------------------------------
+
+
+def _key(args: argparse.Namespace) -> Key:
+    return Key(args.space, args.key)
+
+
+def _update(args: argparse.Namespace, seq_begin: int, seq_end: int) -> Update:
+    return Update(
+        seq_begin=seq_begin,
+        seq_end=seq_end,
+        who=args.who,
+        request=args.request,
+        redo=args.redo,
+        undo=args.undo,
+    )
+
+
+def _done(args: argparse.Namespace, key: Key, message: str, **fields: object) -> int:
+    if args.json:
+        print_json({"ok": True, "space": key.space, "key": key.key, **fields})
+        return EXIT_OK
+    print(message)
+    if key.key.startswith(MEMORY_PREFIX):
+        print(f"note: keys beginning {MEMORY_PREFIX!r} live in memory; this one is gone now")
+    return EXIT_OK
+
+
+async def _init(store: Store, args: argparse.Namespace) -> int:
+    key = _key(args)
+    await store.initialize(key, _update(args, args.seq, args.seq))
+    return _done(args, key, f"initialized {key} at seq {args.seq}", seq=args.seq)
+
+
+async def _patch(store: Store, args: argparse.Namespace) -> int:
+    key = _key(args)
+    if args.seq is not None:
+        if args.seq_end is not None:
+            raise BraidError(INVALID_ARGUMENT, "--seq-end goes with --seq-begin, not with --seq")
+        begin = end = args.seq
+    else:
+        begin = args.seq_begin
+        end = args.seq_begin if args.seq_end is None else args.seq_end
+    await store.patch(key, [_update(args, begin, end)])
+    shown = str(begin) if begin == end else f"{begin}..{end}"
+    return _done(args, key, f"patched {key} at seq {shown}", seq_begin=begin, seq_end=end)
+
+
+async def document_at(store: Store, key: Key, seq: int) -> tuple[str, int]:
+    """The document as it stood at `seq` (head document rewound), and the seq it landed on."""
+    head = await store.get(key)
+    rewind = await store.compute(key, REWIND, seq)
+    document = apply_patch(json.loads(head.document), json.loads(rewind.document))
+    return to_json(document), rewind.seq
+
+
+async def _snapshot(store: Store, args: argparse.Namespace) -> int:
+    key = _key(args)
+    document = args.document
+    if document is None:
+        document, _ = await document_at(store, key, args.seq)
+    removed = await store.snapshot(key, args.seq, document, args.history)
+    message = (
+        f"snapshot of {key} at seq {args.seq} keeping {args.history} newest: "
+        f"removed {removed} deltas"
+    )
+    return _done(args, key, message, removed=removed, seq=args.seq, history=args.history)
+
+
+async def _delete(store: Store, args: argparse.Namespace) -> int:
+    key = _key(args)
+    await store.delete(key)
+    return _done(args, key, f"deleted {key}")
+
+
+# -- reads ----------------------------------------------------------------------------------
+
+
+def _show(
+    args: argparse.Namespace, key: Key, change: DocumentChange, headline: str, name: str
+) -> int:
+    """Print a document (`name` "document") or a merge patch ("patch") and its seq."""
+    if args.json:
+        print_json(
+            {
+                "space": key.space,
+                "key": key.key,
+                "seq": change.seq,
+                "reads": change.reads,
+                name: json.loads(change.document),
+            }
+        )
+        return EXIT_OK
+    print(headline)
+    print(pretty_json(change.document))
+    return EXIT_OK
+
+
+async def _get(store: Store, args: argparse.Namespace) -> int:
+    key = _key(args)
+    change = await store.get(key)
+    return _show(
+        args, key, change, f"{key} at seq {change.seq} ({change.reads} deltas read)", "document"
+    )
+
+
+async def _headpatch(store: Store, args: argparse.Namespace) -> int:
+    key = _key(args)
+    change = await store.compute(key, HEAD_PATCH, args.seq)
+    headline = f"{key}: patch from seq {args.seq} to the head {change.seq}"
+    return _show(args, key, change, f"{headline} ({change.reads} deltas read)", "patch")
+
+
+async def _rewind(store: Store, args: argparse.Namespace) -> int:
+    key = _key(args)
+    change = await store.compute(key, REWIND, args.seq)
+    headline = f"{key}: patch from the head back to seq {change.seq}"
+    return _show(args, key, change, f"{headline} ({change.reads} deltas read)", "patch")
+
+
+async def _list(store: Store, args: argparse.Namespace) -> int:
+    documents = await store.inventory()
+    if args.json:
+        print_json(
+            [
+                {
+                    "space": info.key.space,
+                    "key": info.key.key,
+                    "seq": info.seq,
+                    "deltas": info.deltas,
+                    "bytes": info.bytes,
+                }
+                for info in documents
+            ]
+        )
+        return EXIT_OK
+    table = Table(title=Text(f"{len(documents)} documents in {args.data}"))
+    for column in ("space", "key"):
+        table.add_column(column, overflow="fold")
+    for column in ("seq", "deltas", "bytes"):
+        table.add_column(column, justify="right")
+    for info in documents:
+        numbers = (str(info.seq), str(info.deltas), str(info.bytes))
+        table.add_row(Text(info.key.space), Text(info.key.key), *numbers)
+    Console(highlight=False).print(table)
+    return EXIT_OK
