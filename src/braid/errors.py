@@ -10,6 +10,7 @@ when it is stale or when two entries share a code or name. Code ranges:
     1xxx  invalid input (keys, JSON, updates, arguments)
     2xxx  document state (missing, exists, sequence conflicts, compaction)
     3xxx  storage (write-ahead log, applied state, store directory)
+    4xxx  network and protocol (frames, handshake, overload, connections)
     9xxx  internal faults (bugs in braid; please report)
 """
 
@@ -217,6 +218,98 @@ STORE_NOT_FOUND = _entry(
     "STORE_NOT_FOUND",
     "The store directory does not exist or is not a braid store.",
     retryable=False,
+    user=True,
+)
+
+# 4xxx — network and protocol
+PROTOCOL_ERROR = _entry(
+    4001,
+    "PROTOCOL_ERROR",
+    "The peer sent bytes that break the braid protocol (a malformed frame or message, or a "
+    "frame not allowed in the connection's state). That connection is closed; others are "
+    "not affected.",
+    retryable=False,
+    user=False,
+)
+FRAME_TOO_LARGE = _entry(
+    4002,
+    "FRAME_TOO_LARGE",
+    "A frame is larger than the receiver's frame size limit; the connection is closed.",
+    retryable=False,
+    user=True,
+)
+VERSION_UNSUPPORTED = _entry(
+    4003,
+    "VERSION_UNSUPPORTED",
+    "The peers share no protocol version; upgrade the older one.",
+    retryable=False,
+    user=True,
+)
+CLUSTER_MISMATCH = _entry(
+    4004,
+    "CLUSTER_MISMATCH",
+    "The peer belongs to a different cluster (its cluster id differs from ours).",
+    retryable=False,
+    user=True,
+)
+AUTH_FAILED = _entry(
+    4005,
+    "AUTH_FAILED",
+    "The peer could not prove it knows the cluster secret; check both sides' secrets.",
+    retryable=False,
+    user=True,
+)
+UNSUPPORTED_MESSAGE = _entry(
+    4006,
+    "UNSUPPORTED_MESSAGE",
+    "The receiver does not know this message type (the sender is newer); the connection "
+    "stays open.",
+    retryable=False,
+    user=False,
+)
+OVERLOADED = _entry(
+    4007,
+    "OVERLOADED",
+    "The node has reached its bound of in-flight requests (per connection or per node) and "
+    "refused this one instead of queueing it; retry after a short backoff.",
+    retryable=True,
+    user=False,
+)
+SHUTTING_DOWN = _entry(
+    4008,
+    "SHUTTING_DOWN",
+    "The node is shutting down and did not run this request; retry (on another node when "
+    "there is one).",
+    retryable=True,
+    user=False,
+)
+CONNECTION_LOST = _entry(
+    4009,
+    "CONNECTION_LOST",
+    "The connection closed before the answer arrived; the request may or may not have been "
+    "applied. Retrying a patch is safe: a duplicate fails with HEAD_SEQ_OFF.",
+    retryable=True,
+    user=False,
+)
+TIMEOUT = _entry(
+    4010,
+    "TIMEOUT",
+    "No answer arrived within the request's timeout; the request may or may not have been applied.",
+    retryable=True,
+    user=False,
+)
+FLOW_CONTROL_ERROR = _entry(
+    4011,
+    "FLOW_CONTROL_ERROR",
+    "The peer sent more stream data than the receiver's window allowed; the connection is closed.",
+    retryable=False,
+    user=False,
+)
+UNREACHABLE = _entry(
+    4012,
+    "UNREACHABLE",
+    "No node could be connected to (refused, unreachable or timed out).",
+    retryable=True,
     user=True,
 )
 

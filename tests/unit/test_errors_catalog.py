@@ -14,7 +14,13 @@ from braid.errors import BraidError, ErrorInfo, catalog, lookup, render_markdown
 
 DOCS_ERRORS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 NAME_PATTERN = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*")
-RANGES = {1: "invalid input", 2: "document state", 3: "storage", 9: "internal"}
+RANGES = {
+    1: "invalid input",
+    2: "document state",
+    3: "storage",
+    4: "network and protocol",
+    9: "internal",
+}
 
 
 def test_codes_and_names_are_unique() -> None:

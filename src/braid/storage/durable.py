@@ -53,7 +53,6 @@ from braid.storage.wal import (
     repair_torn_tail,
 )
 
-
 APPLIED_FILE = "applied.sqlite3"
 
 

@@ -30,6 +30,7 @@ from braid.core.wal.record import (
     RecordType,
     SegmentHeader,
     SegmentHeaderError,
+    decode_segment_header,
     encode_record,
     encode_segment_header,
     find_later_batch,
@@ -104,22 +105,23 @@ def analyze_log(directory: Path, segment_bytes: int = limits.wal_segment_bytes) 
         if expected_lsn is not None and header.first_lsn != expected_lsn:
             detail = f"segment starts at lsn {header.first_lsn}, expected {expected_lsn}"
             return _corrupt(analysis, path, 0, detail)
-        state = SegmentState(index, path, header, len(scan.records), scan.end, header.first_batch)
+        # A segment without records has not finished its first batch (header.first_batch):
+        # the writer must write that batch number there next, not the one after it.
+        last_batch = header.first_batch - 1
+        state = SegmentState(index, path, header, len(scan.records), scan.end, last_batch)
         if scan.records:
             state.last_batch = scan.records[-1].batch
         analysis.segments.append(state)
         analysis.records.extend(scan.records)
         expected_lsn = scan.records[-1].lsn + 1 if scan.records else header.first_lsn
         if scan.damaged_at is not None:
-            later = _later_batch_anywhere(
+            evidence = _later_batch_anywhere(
                 data, scan.damaged_at, scan.damaged_batch, segments[position + 1 :]
             )
-            if later is not None:
-                where, record = later
+            if evidence is not None:
                 detail = (
-                    f"damaged record at offset {scan.damaged_at} (batch {scan.damaged_batch}), "
-                    f"yet an intact record of later batch {record.batch} (lsn {record.lsn}) "
-                    f"follows in {where.name} at offset {record.offset}"
+                    f"damage at offset {scan.damaged_at} (batch {scan.damaged_batch}), "
+                    f"yet {evidence}"
                 )
                 return _corrupt(analysis, path, scan.damaged_at, detail)
             analysis.verdict = "torn"
@@ -141,15 +143,34 @@ def _corrupt(analysis: LogAnalysis, path: Path, offset: int, detail: str) -> Log
 
 def _later_batch_anywhere(
     data: bytes, damaged_at: int, batch: int, later_segments: list[tuple[int, Path]]
-) -> tuple[Path, Record] | None:
+) -> str | None:
+    """Evidence that `batch` had been made durable (so its damage is corruption), or None.
+
+    Evidence is an intact record of a later batch after the damage, in this segment or a
+    later one, or an intact later segment header naming a later batch: the writer creates
+    a segment only when it writes a batch, after the batches before it were fsync'd.
+    """
     record = find_later_batch(data, damaged_at + 8, batch)
     if record is not None:
-        return Path("(same segment)"), record
+        return (
+            f"an intact record of later batch {record.batch} (lsn {record.lsn}) follows "
+            f"at offset {record.offset}"
+        )
     for _, path in later_segments:
         later_data = path.read_bytes()
+        with contextlib.suppress(SegmentHeaderError):
+            header = decode_segment_header(later_data)
+            if header.first_batch > batch:
+                return (
+                    f"{path.name} follows it, created for later batch {header.first_batch} "
+                    "after the batches before it were durable"
+                )
         record = find_later_batch(later_data, SEGMENT_HEADER_SIZE, batch)
         if record is not None:
-            return path, record
+            return (
+                f"an intact record of later batch {record.batch} (lsn {record.lsn}) follows "
+                f"in {path.name} at offset {record.offset}"
+            )
     return None
 
 

@@ -26,10 +26,13 @@ Record::
     32      n     payload (msgpack, see ops.py), then zero padding to an 8-byte boundary
 
 Each batch is written with one write and ends with a commit marker record; the next batch
-is written only after the previous one's fsync returned. So a damaged record that belongs to
-batch b is a *torn tail* (the crash interrupted the last write, nothing of it was
-acknowledged) unless an intact record of a later batch exists after it: then batch b had
-been fsync'd and the damage is *corruption*, which recovery reports and never skips.
+is written only after the previous one's fsync returned, and a new segment is created only
+for such a next batch. Damage in batch b is a record that fails its checks, non-zero bytes
+where the data should have ended (a zeroed header with data after it is a hole, not the
+end), or records of b without b's commit marker. It is a *torn tail* (the crash interrupted
+the last write, nothing of it was acknowledged, and recovery drops all of batch b) unless
+an intact record of a later batch exists after it, or a later segment does: then batch b
+had been fsync'd and the damage is *corruption*, which recovery reports and never skips.
 """
 
 from __future__ import annotations
@@ -155,29 +158,40 @@ def _parse_at(data: bytes | memoryview, pos: int) -> Record | None:
 
 @dataclass(slots=True)
 class SegmentScan:
-    """What one segment holds, read front to back."""
+    """What one segment holds, read front to back: whole batches only."""
 
     header: SegmentHeader
     records: list[Record] = field(default_factory=list)
-    end: int = SEGMENT_HEADER_SIZE  # where the intact records end
-    damaged_at: int | None = None  # offset of the first damaged record, if any
-    damaged_batch: int = 0  # the batch that damaged record belongs to
+    end: int = SEGMENT_HEADER_SIZE  # where the intact, committed records end
+    damaged_at: int | None = None  # offset of the first damage (see scan_segment), if any
+    damaged_batch: int = 0  # the batch that damage belongs to
 
 
 def scan_segment(data: bytes | memoryview, expected_lsn: int | None = None) -> SegmentScan:
-    """Read every intact record up to the end of data or the first damaged one.
+    """Read every whole, intact batch up to the end of the data or the first damage.
 
     `expected_lsn` is the lsn the first record must carry (the previous segment's last + 1);
     a record out of sequence counts as damaged.
+
+    Damage is: a record that fails its checks, non-zero bytes after the end of the data (a
+    zeroed header followed by more data is a hole, not the end), or records of a batch whose
+    commit marker is missing. A batch is written with one write ending in its marker, so
+    such records are a torn write; `damaged_at` is then where that batch starts, its intact
+    records are not returned, and `end` is where the next batch must be written.
     """
     scan = SegmentScan(decode_segment_header(data))
     header = scan.header
     next_lsn = header.first_lsn if expected_lsn is None else expected_lsn
     batch = header.first_batch
     batch_open = True  # the first record of a segment starts a batch
+    batch_start = SEGMENT_HEADER_SIZE  # offset of the open batch's first record
+    batch_first_record = 0  # index in scan.records of the open batch's first record
+    damaged_at: int | None = None
     pos = SEGMENT_HEADER_SIZE
     while pos + RECORD_HEADER_SIZE <= len(data):
         if data[pos : pos + RECORD_HEADER_SIZE] == _ZERO_HEADER:
+            if not _zero_from(data, pos):
+                damaged_at = pos
             break
         record = _parse_at(data, pos)
         in_sequence = (
@@ -186,20 +200,32 @@ def scan_segment(data: bytes | memoryview, expected_lsn: int | None = None) -> S
             and (record.batch == batch or (not batch_open and record.batch > batch))
         )
         if record is None or not in_sequence:
-            scan.damaged_at = pos
-            scan.damaged_batch = batch if batch_open else batch + 1
+            damaged_at = pos
             break
+        if not batch_open:
+            batch_start, batch_first_record = pos, len(scan.records)
         scan.records.append(record)
         next_lsn += 1
         batch = record.batch
         batch_open = record.type is not RecordType.COMMIT
         pos += RECORD_HEADER_SIZE + padded(len(record.payload))
     else:
-        if pos < len(data) and _NONZERO.search(data, pos) is not None:
-            scan.damaged_at = pos
-            scan.damaged_batch = batch if batch_open else batch + 1
+        if pos < len(data) and not _zero_from(data, pos):
+            damaged_at = pos
+    if batch_open and len(scan.records) > batch_first_record:
+        del scan.records[batch_first_record:]  # a batch without its commit marker
+        pos = damaged_at = batch_start
     scan.end = pos
+    if damaged_at is not None:
+        scan.damaged_at = damaged_at
+        scan.damaged_batch = batch if batch_open else batch + 1
     return scan
+
+
+def _zero_from(data: bytes | memoryview, pos: int) -> bool:
+    """Whether every byte from pos on is zero (bytes.count runs at memory speed)."""
+    tail = data if isinstance(data, bytes) else bytes(data)
+    return tail.count(0, pos) == len(tail) - pos
 
 
 def find_later_batch(data: bytes | memoryview, start: int, batch: int) -> Record | None:
