@@ -75,14 +75,13 @@ class OpenReport:
 
 
 class _Entry:
-    """A cached document (None: deleted, pending checkpoint) and its newest write."""
+    """A cached document (None: deleted, pending checkpoint) and the lsn of its newest write."""
 
-    __slots__ = ("last_lsn", "last_write", "log")
+    __slots__ = ("last_lsn", "log")
 
     def __init__(self, log: DocumentLog | None) -> None:
         self.log = log
         self.last_lsn = 0
-        self.last_write: asyncio.Future[None] | None = None
 
 
 class DurableEngine:
@@ -115,6 +114,7 @@ class DurableEngine:
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="braid-checkpoint")
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._checkpoint_timer: asyncio.TimerHandle | None = None
+        self._checkpoint_lock = asyncio.Lock()
         self._oldest_pending = 0.0
         self.checkpoints = 0
         applied: AppliedState | None = None
@@ -188,7 +188,7 @@ class DurableEngine:
                 self._fold(entry, op)
             elif isinstance(op, DeleteOp):
                 self._tombstone(op.key)
-        self._note_pending(op, lsn, None)
+        self._note_pending(op, lsn)
 
     # -- cache ------------------------------------------------------------------------------
 
@@ -203,7 +203,7 @@ class DurableEngine:
         entry = _Entry(log)
         self._cache[key] = entry
         self._cache_bytes += log.bytes
-        self._evict()
+        self._evict(keep=key)
         return entry
 
     def _install(self, key: Key, log: DocumentLog) -> _Entry:
@@ -212,7 +212,7 @@ class DurableEngine:
             self._cache_bytes -= old.log.bytes
         entry = _Entry(log)
         if old is not None:
-            entry.last_lsn, entry.last_write = old.last_lsn, old.last_write
+            entry.last_lsn = old.last_lsn
         self._cache[key] = entry
         self._cache_bytes += log.bytes
         return entry
@@ -235,7 +235,9 @@ class DurableEngine:
         entry.log.apply_fold(op.fold)
         self._cache_bytes += entry.log.bytes - before
 
-    def _evict(self) -> None:
+    def _evict(self, keep: Key | None = None) -> None:
+        """Drop least-recently-used unpinned documents until under the bound; never `keep`
+        (the entry a caller is about to use)."""
         if self._cache_bytes <= self.config.cache_bytes:
             return
         applied = self._applied_through
@@ -243,8 +245,8 @@ class DurableEngine:
             if self._cache_bytes <= self.config.cache_bytes:
                 return
             entry = self._cache[key]
-            if entry.last_lsn > applied:
-                continue  # pinned: not yet in the applied state
+            if entry.last_lsn > applied or key == keep:
+                continue  # pinned: not yet in the applied state, or in use
             del self._cache[key]
             if entry.log is not None:
                 self._cache_bytes -= entry.log.bytes
@@ -256,27 +258,24 @@ class DurableEngine:
             raise BraidError(STORE_CLOSED, f"the store at {self.directory} is closed")
         self._wal.check_writable()
 
-    def _note_pending(self, op: Op, lsn: int, future: asyncio.Future[None] | None) -> None:
+    def _note_pending(self, op: Op, lsn: int) -> None:
         entry = self._cache[op.key]
         entry.last_lsn = lsn
-        entry.last_write = future
         if not self._pending_ops:
             self._oldest_pending = time.monotonic()
         self._pending_ops.append((lsn, op))
 
     def _after_log(self, op: Op, lsn: int, future: asyncio.Future[None]) -> asyncio.Future[None]:
-        """Record the write as pending; the caller awaits the returned durability future.
-
-        The future is shared by the whole batch, so callers await it through
-        `asyncio.shield`: cancelling one caller must not cancel the others' batch.
-        """
-        self._note_pending(op, lsn, future)
+        """Record the write as pending; the caller awaits the returned durability future
+        (its own record's, so a cancelled caller disturbs nobody else)."""
+        self._note_pending(op, lsn)
         self._maybe_checkpoint()
-        return asyncio.shield(future)
+        return future
 
     async def initialize(self, key: Key, update: Update) -> None:
         check_initialize(update)
-        await self._wal.reserve()
+        if self._wal.full:
+            await self._wal.wait_for_room()
         self._check_open()
         entry = self._entry(key)
         if entry is not None and entry.log is not None:
@@ -289,7 +288,8 @@ class DurableEngine:
 
     async def patch(self, key: Key, updates: Sequence[Update]) -> None:
         check_updates(updates)
-        await self._wal.reserve()
+        if self._wal.full:
+            await self._wal.wait_for_room()
         self._check_open()
         entry = self._entry(key)
         if entry is None or entry.log is None:
@@ -302,7 +302,8 @@ class DurableEngine:
         await self._after_log(op, lsn, future)
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
-        await self._wal.reserve()
+        if self._wal.full:
+            await self._wal.wait_for_room()
         log = await self._readable(key)
         fold = log.plan_fold(seq, document, history)
         if fold is None:
@@ -319,7 +320,8 @@ class DurableEngine:
         return fold.count - 1
 
     async def delete(self, key: Key) -> None:
-        await self._wal.reserve()
+        if self._wal.full:
+            await self._wal.wait_for_room()
         self._check_open()
         entry = self._entry(key)
         if entry is None or entry.log is None:
@@ -335,8 +337,8 @@ class DurableEngine:
     async def _readable(self, key: Key) -> DocumentLog:
         self._check_open()
         entry = self._entry(key)
-        if entry is not None and entry.last_write is not None and not entry.last_write.done():
-            await asyncio.shield(entry.last_write)
+        if entry is not None and entry.last_lsn > self._wal.durable_lsn:
+            await self._wal.sync()  # never hand out what a crash could take back
             entry = self._entry(key)
         if entry is None or entry.log is None:
             raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
@@ -381,10 +383,7 @@ class DurableEngine:
 
     async def _drain(self) -> None:
         """Wait until every write issued so far is durable."""
-        futures = {id(e.last_write): e.last_write for e in self._cache.values() if e.last_write}
-        for future in futures.values():
-            if future is not None and not future.done():
-                await asyncio.shield(future)
+        await self._wal.sync()
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -411,7 +410,15 @@ class DurableEngine:
             await self._checkpoint_now()
 
     async def _checkpoint_now(self) -> None:
-        """Apply every durable pending operation, then release log segments."""
+        """Apply every durable pending operation, then release log segments.
+
+        Serialized: two checkpoints running at once would apply the same prefix of the
+        pending operations twice and then drop operations neither applied.
+        """
+        async with self._checkpoint_lock:
+            await self._checkpoint_locked()
+
+    async def _checkpoint_locked(self) -> None:
         durable = self._wal.durable_lsn
         count = 0
         while count < len(self._pending_ops) and self._pending_ops[count][0] <= durable:

@@ -251,12 +251,14 @@ class WalWriter:
             self._offset = analysis.segments[-1].end
         self._buffer = bytearray()
         self._buffer_first_lsn = 0
-        self._batch_future: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # one per record of the open batch
+        self._syncing: list[asyncio.Future[None]] = []  # those of the batch being synced
         self._has_data = asyncio.Event()
         self._drained = asyncio.Event()
         self._failure: BaseException | None = None
         self._closing = False
-        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        self._loop = asyncio.get_running_loop()
+        self._flusher = self._loop.create_task(self._flush_loop())
         self._start_spare()
 
     @property
@@ -267,19 +269,28 @@ class WalWriter:
     def failed(self) -> bool:
         return self._failure is not None
 
+    @property
+    def full(self) -> bool:
+        """Whether the open batch is at its bound; writers then `await wait_for_room()`."""
+        return len(self._buffer) >= limits.wal_batch_bytes_max
+
     def check_writable(self) -> None:
         if self._failure is not None:
             raise BraidError(WAL_FAILED, f"the write-ahead log failed: {self._failure}")
 
-    async def reserve(self) -> None:
+    async def wait_for_room(self) -> None:
         """Wait while the open batch is full (bounded memory under overload)."""
-        while len(self._buffer) >= limits.wal_batch_bytes_max and self._failure is None:
+        while self.full and self._failure is None:
             self._drained.clear()
             await self._drained.wait()
         self.check_writable()
 
     def append(self, kind: RecordType, payload: bytes) -> tuple[int, asyncio.Future[None]]:
-        """Frame a record into the open batch; the future resolves once it is durable."""
+        """Frame a record into the open batch; its own future resolves once it is durable.
+
+        Each record has its own future so that cancelling one waiter cannot disturb the
+        others that share its fsync.
+        """
         self.check_writable()
         if len(payload) > limits.wal_record_payload_bytes_max:
             raise BraidError(
@@ -291,17 +302,27 @@ class WalWriter:
         self._next_lsn += 1
         if not self._buffer:
             self._buffer_first_lsn = lsn
-        self._buffer += encode_record(lsn, self._open_batch, kind, payload)
-        future = self._batch_future
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            future.add_done_callback(_consume_exception)
-            self._batch_future = future
             self._has_data.set()
+        self._buffer += encode_record(lsn, self._open_batch, kind, payload)
+        future = self._loop.create_future()
+        self._waiters.append(future)
         return lsn, future
 
+    async def sync(self) -> None:
+        """Wait until every record appended so far is durable (or the log failed)."""
+        if self._waiters:
+            barrier = self._waiters
+        elif self._syncing:
+            barrier = self._syncing
+        else:
+            self.check_writable()
+            return
+        future = self._loop.create_future()
+        barrier.append(future)
+        await future
+
     async def _flush_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         while True:
             await self._has_data.wait()
             if not self._buffer:
@@ -315,26 +336,46 @@ class WalWriter:
             self._open_batch += 1
             data = bytes(self._buffer) + encode_record(marker_lsn, batch, RecordType.COMMIT, b"")
             first_lsn = self._buffer_first_lsn
-            future = self._batch_future
-            assert future is not None
+            self._syncing, self._waiters = self._waiters, []
             self._buffer = bytearray()
-            self._batch_future = None
             self._drained.set()
             try:
-                await loop.run_in_executor(self._io, self._write_batch, data, first_lsn, batch)
+                if self._inline(data):
+                    self._write_batch(data, first_lsn, batch)
+                else:
+                    await loop.run_in_executor(self._io, self._write_batch, data, first_lsn, batch)
             except BaseException as error:  # any failure is fatal for the log
-                self._fail(error, future)
+                self._fail(error)
                 return
             self.durable_lsn = marker_lsn
-            future.set_result(None)
+            waiters, self._syncing = self._syncing, []
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
 
-    def _fail(self, error: BaseException, future: asyncio.Future[None]) -> None:
+    def _inline(self, data: bytes) -> bool:
+        """Sync a lone small record in the loop thread itself.
+
+        A batch of one record means the load is low; handing it to the I/O thread and back
+        costs two thread wake-ups, more than the fdatasync itself on a fast disk. Blocking
+        the loop for one fdatasync is then the cheaper choice. Larger batches, and any that
+        would rotate the segment, go to the I/O thread so the next batch can fill meanwhile.
+        """
+        return (
+            len(self._syncing) == 1
+            and len(data) <= limits.wal_inline_sync_bytes_max
+            and self._fd >= 0
+            and self._offset + len(data) <= self._segment_bytes
+        )
+
+    def _fail(self, error: BaseException) -> None:
         self._failure = error
         failure = BraidError(WAL_FAILED, f"write or fsync of the log failed: {error}")
-        future.set_exception(failure)
-        if self._batch_future is not None:
-            self._batch_future.set_exception(failure)
-            self._batch_future = None
+        for future in (*self._syncing, *self._waiters):
+            if not future.done():
+                future.set_exception(failure)
+                future.exception()  # retrieved here: an abandoned waiter must not log it
+        self._syncing, self._waiters = [], []
         self._drained.set()
 
     # -- I/O thread ------------------------------------------------------------------------
@@ -434,6 +475,3 @@ class WalWriter:
                 self._fd = -1
 
 
-def _consume_exception(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
