@@ -14,6 +14,7 @@ import os
 from collections.abc import Generator
 from typing import Any
 
+from braid.client import Client, connect
 from braid.errors import BraidError
 from braid.model import (
     HEAD_PATCH,
@@ -31,6 +32,7 @@ __all__ = [
     "HEAD_PATCH",
     "REWIND",
     "BraidError",
+    "Client",
     "ComputeMethod",
     "DocumentChange",
     "DocumentInfo",
@@ -38,6 +40,7 @@ __all__ = [
     "Key",
     "Store",
     "Update",
+    "connect",
     "open",
 ]
 __version__ = "0.1.0"

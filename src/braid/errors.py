@@ -278,8 +278,10 @@ OVERLOADED = _entry(
 SHUTTING_DOWN = _entry(
     4008,
     "SHUTTING_DOWN",
-    "The node is shutting down and did not run this request; retry (on another node when "
-    "there is one).",
+    "The node is shutting down: it refused this request without running it, or the request "
+    "did not finish within the shutdown grace period (then it may have been applied, and a "
+    "retried patch that was applied fails with HEAD_SEQ_OFF). Retry, on another node when "
+    "there is one.",
     retryable=True,
     user=False,
 )

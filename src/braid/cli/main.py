@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from braid import __version__
-from braid.cli import bench, demo, doc, errors_cmd, wal
+from braid.cli import bench, demo, doc, errors_cmd, serve, wal
 from braid.cli.common import EXIT_ERROR, print_error
 from braid.errors import BraidError
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.register(subparsers)
     errors_cmd.register(subparsers)
     wal.register(subparsers)
+    serve.register(subparsers)
     demo.register(subparsers)
     bench.register(subparsers)
     return parser

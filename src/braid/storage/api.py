@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
@@ -12,8 +12,9 @@ class DataService(Protocol):
     async def initialize(self, key: Key, update: Update) -> None:
         """Create the document; DOCUMENT_EXISTS if it is there already."""
 
-    async def patch(self, key: Key, updates: Sequence[Update]) -> None:
-        """Append deltas; the first seq_begin must be head + 1 (else HEAD_SEQ_OFF)."""
+    def patch(self, key: Key, updates: Sequence[Update]) -> Awaitable[None]:
+        """Append deltas; the first seq_begin must be head + 1 (else HEAD_SEQ_OFF).
+        (Declared as returning an awaitable so a router may hand back an engine's coroutine.)"""
 
     async def get(self, key: Key) -> DocumentChange:
         """The document: every redo merged, with its head seq."""

@@ -1,0 +1,115 @@
+"""`braid serve`: run a node that serves the document API over braid's protocol.
+
+The one place a node is composed: store, server, signal handlers. SIGTERM (or SIGINT) shuts
+down gracefully (see braid.runtime.server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import braid
+from braid import errors
+from braid.client import parse_address, secret_from_environment
+from braid.errors import BraidError
+from braid.runtime.server import NodeServer, ServerConfig
+
+if TYPE_CHECKING:
+    from braid.cli.common import Subparsers
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a store over the network",
+        description="Serve the embedded store in --data over braid's binary protocol. The "
+        "cluster secret comes from --secret-file or the BRAID_SECRET environment variable; "
+        "clients must know it. SIGTERM stops the node gracefully.",
+    )
+    parser.add_argument("--data", required=True, help="the store directory (created if missing)")
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:7400",
+        help="HOST:PORT (default %(default)s; port 0 picks one)",
+    )
+    parser.add_argument("--cluster", default="braid", help="cluster id peers must share")
+    parser.add_argument("--name", default="braid-node", help="this node's name in handshakes")
+    parser.add_argument("--secret-file", type=Path, help="file holding the cluster secret")
+    parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    parser.add_argument(
+        "--ready-file", type=Path, help="write the bound HOST:PORT here once serving"
+    )
+    parser.set_defaults(handler=handle)
+
+
+def load_secret(path: Path | None) -> bytes:
+    if path is not None:
+        try:
+            secret = path.read_bytes().strip()
+        except OSError as error:
+            raise BraidError(errors.INVALID_ARGUMENT, f"cannot read {path}: {error}") from None
+    else:
+        secret = secret_from_environment() or b""
+    if not secret:
+        raise BraidError(
+            errors.AUTH_FAILED, "no cluster secret: pass --secret-file or set BRAID_SECRET"
+        )
+    return secret
+
+
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise BraidError(errors.INVALID_ARGUMENT, "--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def handle(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.listen, allow_any_port=True)
+    config = ServerConfig(
+        cluster=args.cluster,
+        secret=load_secret(args.secret_file),
+        name=args.name,
+        tls=tls_context(args.tls_cert, args.tls_key),
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    runner = _run(Path(args.data), host, port, config, args.ready_file)
+    try:
+        import uvloop
+
+        uvloop.run(runner)
+    except ImportError:
+        asyncio.run(runner)
+    return 0
+
+
+async def _run(
+    data: Path, host: str, port: int, config: ServerConfig, ready_file: Path | None
+) -> None:
+    store = await braid.open(data)
+    server = NodeServer(store, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.start(host, port)
+        print(f"braid serving {data} on {server.address}", file=sys.stderr, flush=True)
+        if ready_file is not None:
+            ready_file.write_text(server.address)
+        await stop.wait()
+        print("braid: shutting down", file=sys.stderr, flush=True)
+        await server.shutdown()
+    finally:
+        await store.close()

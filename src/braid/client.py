@@ -1,0 +1,401 @@
+"""`braid.connect`: the document API over the network, the same methods as `braid.open`.
+
+Every request is routed through a `Locator` (`locate(key)`, the seeds' getDataTarget); the
+single-node `StaticLocator` answers "that node", and the cluster will answer per partition.
+One multiplexed connection per node, opened on first use and reopened by itself after the
+node goes away.
+
+Errors and retries: a failure arrives as `BraidError` with the server's catalogued code.
+Retryable codes are retried with jittered exponential backoff, within `retries_max` and the
+overall timeout, when doing so cannot apply a write twice: reads always; writes only when
+the code guarantees the write did not run (OVERLOADED, UNREACHABLE). A write that failed
+with CONNECTION_LOST, TIMEOUT or SHUTTING_DOWN may have been applied, so it is raised (still
+marked retryable) for the caller to decide: a retried patch that was applied fails with
+HEAD_SEQ_OFF, never twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import ssl
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from braid import errors, limits
+from braid.core.wire import schema
+from braid.core.wire.connection import (
+    NONCE_BYTES,
+    Connection,
+    ConnectionConfig,
+    ConnectionFailed,
+    GoAwayReceived,
+    HandshakeComplete,
+    ResponseReceived,
+    Role,
+)
+from braid.errors import BraidError, ErrorInfo
+from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
+
+_NOT_APPLIED = frozenset({errors.OVERLOADED.code, errors.UNREACHABLE.code})
+_READ_ONLY = (schema.Get, schema.Compute, schema.Inventory, schema.Locate)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a key lives: its partition, the nodes that hold it, and which one leads."""
+
+    partition: int
+    replicas: tuple[str, ...]
+    leader: str
+    archived: bool = False
+
+
+class Locator(Protocol):
+    async def locate(self, key: Key | None) -> Target: ...
+
+    def invalidate(self, key: Key | None, hint: str | None = None) -> None: ...
+
+
+class StaticLocator:
+    """A fixed list of nodes, the first leading everything: a single node, for now."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        if not addresses:
+            raise BraidError(errors.INVALID_ARGUMENT, "connect needs at least one address")
+        for address in addresses:
+            parse_address(address)
+        self._target = Target(0, tuple(addresses), addresses[0])
+
+    async def locate(self, key: Key | None) -> Target:
+        return self._target
+
+    def invalidate(self, key: Key | None, hint: str | None = None) -> None:
+        """Nothing to forget: the list is static."""
+
+
+def parse_address(address: str, *, allow_any_port: bool = False) -> tuple[str, int]:
+    """HOST:PORT; port 0 ("pick one") only where `allow_any_port` (a listen address)."""
+    host, _, port = address.rpartition(":")
+    lowest = 0 if allow_any_port else 1
+    if not host or not port.isdigit() or not lowest <= int(port) < 65536:
+        raise BraidError(errors.INVALID_ARGUMENT, f"address {address!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    secret: bytes
+    cluster: str = "braid"
+    name: str = "braid-client"
+    timeout_seconds: float = 5.0  # a whole call, retries included
+    connect_timeout_seconds: float = 2.0
+    retries_max: int = 6
+    backoff_seconds_min: float = 0.01
+    backoff_seconds_max: float = 0.5
+    frame_bytes_max: int = limits.frame_bytes_max
+    tls: ssl.SSLContext | None = None
+
+
+def error_from(code: int, detail: str) -> BraidError:
+    info = errors.lookup(code)
+    if info is None:  # a newer server's code: keep it, with what we can say about it
+        info = ErrorInfo(
+            code,
+            "UNKNOWN_CODE",
+            "An error code this client does not know.",
+            retryable=False,
+            user_fixable=False,
+        )
+    return BraidError(info, detail)
+
+
+class _Channel(asyncio.Protocol):
+    """One connection to one node, multiplexing requests."""
+
+    def __init__(self, config: ClientConfig, address: str) -> None:
+        self.address = address
+        self.connection = Connection(
+            Role.CLIENT,
+            ConnectionConfig(
+                cluster=config.cluster,
+                name=config.name,
+                secret=config.secret,
+                frame_bytes_max=config.frame_bytes_max,
+            ),
+            os.urandom(NONCE_BYTES),
+        )
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.usable = True
+        self._waiting: dict[int, asyncio.Future[schema.Response]] = {}
+        self._room: asyncio.Semaphore | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.connection.initiate()
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.connection.receive_data(data):
+            if isinstance(event, ResponseReceived):
+                future = self._waiting.pop(event.stream, None)
+                if future is not None and not future.done():
+                    future.set_result(event.message)
+            elif isinstance(event, HandshakeComplete):
+                self._room = asyncio.Semaphore(event.peer_streams_max)
+                if not self.ready.done():
+                    self.ready.set_result(None)
+            elif isinstance(event, GoAwayReceived):
+                self.usable = False  # requests in flight may finish; new ones go elsewhere
+            elif isinstance(event, ConnectionFailed):
+                self._fail(error_from(event.code, f"{self.address}: {event.message}"))
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.connection_lost()
+        detail = f"connection to {self.address} closed" + (f": {exc}" if exc else "")
+        self._fail(BraidError(errors.CONNECTION_LOST, detail))
+
+    def _fail(self, error: BraidError) -> None:
+        self.usable = False
+        if not self.ready.done():
+            self.ready.set_exception(error)
+            self.ready.exception()
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(error)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _flush(self) -> None:
+        data = self.connection.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def request(self, message: schema.Request, timeout: float) -> schema.Response:
+        assert self._room is not None
+        async with asyncio.timeout(timeout):
+            async with self._room:
+                if not self.usable:
+                    raise BraidError(errors.CONNECTION_LOST, f"{self.address} is going away")
+                stream = self.connection.send_request(message)
+                future: asyncio.Future[schema.Response] = asyncio.get_running_loop().create_future()
+                self._waiting[stream] = future
+                self._flush()
+                try:
+                    return await future
+                except asyncio.CancelledError:
+                    self._waiting.pop(stream, None)
+                    self.connection.cancel(stream)
+                    self._flush()
+                    raise
+
+    def close(self) -> None:
+        self.usable = False
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Client:
+    """The DataService API against braid nodes (see `braid.connect`)."""
+
+    def __init__(self, config: ClientConfig, locator: Locator) -> None:
+        self.config = config
+        self.locator = locator
+        self._channels: dict[str, _Channel] = {}
+        self._connecting: dict[str, asyncio.Task[_Channel]] = {}
+        self._random = random.Random()
+        self._closed = False
+
+    # -- the DataService API -----------------------------------------------------------------
+
+    async def initialize(self, key: Key, update: Update) -> None:
+        await self._call(key, schema.Initialize(key, update))
+
+    async def patch(self, key: Key, updates: Sequence[Update]) -> None:
+        await self._call(key, schema.Patch(key, list(updates)))
+
+    async def get(self, key: Key) -> DocumentChange:
+        return _change(await self._call(key, schema.Get(key)))
+
+    async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
+        return _change(await self._call(key, schema.Compute(key, method, seq)))
+
+    async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
+        response = await self._call(key, schema.Snapshot(key, seq, document, history))
+        assert isinstance(response, schema.Count)
+        return response.count
+
+    async def delete(self, key: Key) -> None:
+        await self._call(key, schema.Delete(key))
+
+    async def inventory(self) -> list[DocumentInfo]:
+        response = await self._call(None, schema.Inventory())
+        assert isinstance(response, schema.InventoryList)
+        return [
+            DocumentInfo(item.key, item.seq, item.deltas, item.bytes) for item in response.documents
+        ]
+
+    async def locate(self, key: Key) -> Target:
+        response = await self._call(key, schema.Locate(key))
+        assert isinstance(response, schema.Located)
+        return Target(
+            response.partition, tuple(response.replicas), response.leader, response.archived
+        )
+
+    async def close(self, key: Key | None = None) -> None:
+        if key is not None:
+            await self._call(key, schema.Release(key))
+            return
+        self._closed = True
+        for task in self._connecting.values():
+            task.cancel()
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- routing, retries ------------------------------------------------------------------------
+
+    async def _call(self, key: Key | None, message: schema.Request) -> schema.Response:
+        if self._closed:
+            raise BraidError(errors.STORE_CLOSED, "this client is closed")
+        if key is not None and not isinstance(key, Key):
+            raise BraidError(errors.INVALID_KEY, f"expected braid.Key, got {type(key).__name__}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_seconds
+        read_only = isinstance(message, _READ_ONLY)
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(key, message, deadline)
+            except BraidError as error:
+                retry = error.retryable and (read_only or error.code in _NOT_APPLIED)
+                delay = self._backoff(attempt)
+                if not retry or attempt >= self.config.retries_max:
+                    raise
+                if loop.time() + delay >= deadline:
+                    raise
+                attempt += 1
+                self.locator.invalidate(key)
+                await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, key: Key | None, message: schema.Request, deadline: float
+    ) -> schema.Response:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise BraidError(errors.TIMEOUT, f"no answer within {self.config.timeout_seconds} s")
+        target = await self.locator.locate(key)
+        try:
+            async with asyncio.timeout(remaining):
+                channel = await self._channel(target.leader)
+                response = await channel.request(message, remaining)
+        except TimeoutError:
+            raise BraidError(
+                errors.TIMEOUT,
+                f"no answer from {target.leader} within {self.config.timeout_seconds} s",
+            ) from None
+        if isinstance(response, schema.Failure):
+            raise error_from(response.code, response.detail)
+        return response
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(
+            self.config.backoff_seconds_max, self.config.backoff_seconds_min * (2**attempt)
+        )
+        return self._random.uniform(ceiling / 2, ceiling)  # jitter: spread retrying clients
+
+    async def _channel(self, address: str) -> _Channel:
+        channel = self._channels.get(address)
+        if channel is not None and channel.usable:
+            return channel
+        task = self._connecting.get(address)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._connect(address))
+            self._connecting[address] = task
+            task.add_done_callback(lambda _: self._connecting.pop(address, None))
+        return await asyncio.shield(task)
+
+    async def _connect(self, address: str) -> _Channel:
+        host, port = parse_address(address)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_seconds):
+                _, channel = await loop.create_connection(
+                    lambda: _Channel(self.config, address), host, port, ssl=self.config.tls
+                )
+                await channel.ready
+        except (OSError, TimeoutError) as error:
+            raise BraidError(errors.UNREACHABLE, f"{address}: {error or 'timed out'}") from None
+        self._channels[address] = channel
+        return channel
+
+
+def _change(response: schema.Response) -> DocumentChange:
+    assert isinstance(response, schema.Change), response
+    return DocumentChange(response.document, response.seq, response.reads)
+
+
+def secret_from_environment() -> bytes | None:
+    value = os.environ.get("BRAID_SECRET")
+    return value.encode() if value else None
+
+
+class _Connecting:
+    """What `braid.connect` returns: await it, or use it with `async with`."""
+
+    def __init__(self, config: ClientConfig, locator: Locator) -> None:
+        self._client = Client(config, locator)
+
+    async def _ready(self) -> Client:
+        target = await self._client.locator.locate(None)
+        with contextlib.suppress(BraidError):  # unreachable now is fine: retried per call
+            await self._client._channel(target.leader)
+        return self._client
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._ready().__await__()
+
+    async def __aenter__(self) -> Client:
+        return await self._ready()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._client.close()
+
+
+def connect(
+    addresses: Sequence[str] | str,
+    *,
+    secret: bytes | str | None = None,
+    cluster: str = "braid",
+    timeout: float = 5.0,
+    locator: Locator | None = None,
+    tls: ssl.SSLContext | None = None,
+    name: str = "braid-client",
+) -> _Connecting:
+    """Connect to braid nodes. `secret` defaults to the BRAID_SECRET environment variable."""
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    if isinstance(secret, str):
+        secret = secret.encode()
+    secret = secret or secret_from_environment()
+    if not secret:
+        raise BraidError(errors.AUTH_FAILED, "no cluster secret: pass secret= or set BRAID_SECRET")
+    if not timeout > 0:
+        raise BraidError(errors.INVALID_ARGUMENT, "timeout must be > 0")
+    config = ClientConfig(
+        secret=secret, cluster=cluster, timeout_seconds=timeout, tls=tls, name=name
+    )
+    return _Connecting(config, locator or StaticLocator(list(addresses)))

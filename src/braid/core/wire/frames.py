@@ -1,0 +1,109 @@
+"""Frames: the length-prefixed unit on a braid connection. Pure: bytes in, frames out.
+
+Frame layout (little endian)::
+
+    offset  size  field
+    0       4     payload length n (u32); at most the receiver's frame_bytes_max
+    4       4     stream id (u32): 0 = the connection itself (handshake, control),
+                  odd = opened by the client (requests), even = opened by the server (pushes)
+    8       1     type (see FrameType)
+    9       1     flags (bit 0: END — the sender's last frame on this stream)
+    10      2     reserved, zero
+    12      n     payload: one message of braid.core.wire.schema, msgpack-encoded
+
+The decoder checks the length against its limit from the 12 header bytes alone, before it
+buffers the payload, so a peer cannot make the receiver hold more than one maximal frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+FRAME_HEADER = struct.Struct("<IIBBH")
+FRAME_HEADER_SIZE = 12
+assert FRAME_HEADER.size == FRAME_HEADER_SIZE
+
+FLAG_END = 0x01
+_KNOWN_FLAGS = FLAG_END
+STREAM_ID_MAX = 2**32 - 1
+
+
+class FrameType(IntEnum):
+    HANDSHAKE = 1  # stream 0: Hello, Welcome, Auth, Ready, Refuse
+    REQUEST = 2  # odd stream, client → server; opens the stream
+    RESPONSE = 3  # odd stream, server → client; ends the stream
+    PUSH = 4  # even stream, server → client; flow controlled
+    WINDOW = 5  # payload: u32 increment; stream 0 = the whole connection
+    CANCEL = 6  # either side abandons a stream; empty payload
+    CONTROL = 7  # stream 0: GoAway, Ping, Pong
+
+
+_FRAME_TYPES = frozenset(int(kind) for kind in FrameType)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    type: FrameType
+    stream: int
+    flags: int
+    payload: bytes
+
+    @property
+    def end(self) -> bool:
+        return bool(self.flags & FLAG_END)
+
+
+class FrameError(ValueError):
+    """The peer sent bytes that are not a valid frame; `code` names the catalog entry."""
+
+    def __init__(self, code_name: str, message: str) -> None:
+        super().__init__(message)
+        self.code_name = code_name
+
+
+def encode_frame(kind: FrameType, stream: int, payload: bytes, flags: int = 0) -> bytes:
+    assert 0 <= stream <= STREAM_ID_MAX
+    assert flags & ~_KNOWN_FLAGS == 0
+    return FRAME_HEADER.pack(len(payload), stream, kind, flags, 0) + payload
+
+
+class FrameDecoder:
+    """Accumulates received bytes and yields whole frames."""
+
+    def __init__(self, frame_bytes_max: int) -> None:
+        assert frame_bytes_max >= 1024
+        self.frame_bytes_max = frame_bytes_max
+        self._buffer = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Add data; return every frame now complete. Raises FrameError on a bad frame."""
+        self._buffer += data
+        frames = []
+        position = 0
+        buffer = self._buffer
+        while len(buffer) - position >= FRAME_HEADER_SIZE:
+            length, stream, kind, flags, reserved = FRAME_HEADER.unpack_from(buffer, position)
+            if length > self.frame_bytes_max:
+                raise FrameError(
+                    "FRAME_TOO_LARGE",
+                    f"frame of {length} bytes; the limit is {self.frame_bytes_max}",
+                )
+            if kind not in _FRAME_TYPES:
+                raise FrameError("PROTOCOL_ERROR", f"unknown frame type {kind}")
+            if flags & ~_KNOWN_FLAGS or reserved:
+                raise FrameError("PROTOCOL_ERROR", "reserved frame bits are set")
+            end = position + FRAME_HEADER_SIZE + length
+            if end > len(buffer):
+                break
+            payload = bytes(buffer[position + FRAME_HEADER_SIZE : end])
+            frames.append(Frame(FrameType(kind), stream, flags, payload))
+            position = end
+        if position:
+            del buffer[:position]
+        return frames

@@ -1,0 +1,228 @@
+"""Every message braid sends over the wire, declared once; the codecs are derived from it.
+
+Each message is a msgspec `Struct` encoded as a msgpack array whose first element is the
+message's numeric tag, then its fields in declaration order. msgspec generates the encoder
+and a validating decoder (types, required fields) from these declarations.
+
+Versioning rule (checked by tests/unit/test_wire_schema.py):
+
+- A field is only ever *appended*, and always with a default. An older peer ignores trailing
+  elements it does not know; a newer peer fills fields an older one did not send with their
+  defaults. So a peer one version older keeps working.
+- A field is never removed, renamed to a different meaning, reordered or retyped.
+- A new message gets a new tag (never reuse one). A peer that receives a tag it does not know
+  answers that stream with UNSUPPORTED_MESSAGE and keeps the connection.
+- The handshake's protocol version changes only for a change to framing or handshake.
+
+Tags: 1-19 handshake, 20-59 requests, 60-99 responses, 100+ pushed stream messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from braid.model import ComputeMethod, Key, Update
+
+PROTOCOL_VERSION = 1
+
+
+class _Message(msgspec.Struct, array_like=True, frozen=True, omit_defaults=False):
+    pass
+
+
+# -- handshake (stream 0) -------------------------------------------------------------------
+
+
+class Hello(_Message, tag=1, frozen=True):
+    """Client → server: who I am, which protocol versions I speak, a fresh nonce."""
+
+    version_min: int
+    version_max: int
+    cluster: str
+    name: str
+    nonce: bytes
+    push_window: int = 256 * 1024  # bytes the client accepts per push stream before a WINDOW
+
+
+class Welcome(_Message, tag=2, frozen=True):
+    """Server → client: the chosen version, the server's nonce, and its proof of the secret:
+    HMAC-SHA256(secret, b"braid-server" | client nonce | server nonce | cluster)."""
+
+    version: int
+    cluster: str
+    name: str
+    nonce: bytes
+    proof: bytes
+
+
+class Auth(_Message, tag=3, frozen=True):
+    """Client → server: HMAC-SHA256(secret, b"braid-client" | server nonce | client nonce |
+    cluster)."""
+
+    proof: bytes
+
+
+class Ready(_Message, tag=4, frozen=True):
+    """Server → client: the handshake is complete; the limits the server enforces."""
+
+    streams_max: int
+    frame_bytes_max: int
+
+
+class Refuse(_Message, tag=5, frozen=True):
+    """Either side: the handshake failed (error code and message); the connection closes."""
+
+    code: int
+    message: str
+
+
+HANDSHAKE_TYPES = (Hello, Welcome, Auth, Ready, Refuse)
+HandshakeMessage = Hello | Welcome | Auth | Ready | Refuse
+
+
+# -- requests (client → server, each opens a stream) ----------------------------------------
+
+
+class Initialize(_Message, tag=20, frozen=True):
+    key: Key
+    update: Update
+
+
+class Patch(_Message, tag=21, frozen=True):
+    key: Key
+    updates: list[Update]
+
+
+class Get(_Message, tag=22, frozen=True):
+    key: Key
+
+
+class Compute(_Message, tag=23, frozen=True):
+    key: Key
+    method: ComputeMethod
+    seq: int
+
+
+class Snapshot(_Message, tag=24, frozen=True):
+    key: Key
+    seq: int
+    document: str
+    history: int
+
+
+class Delete(_Message, tag=25, frozen=True):
+    key: Key
+
+
+class Inventory(_Message, tag=26, frozen=True):
+    pass
+
+
+class Release(_Message, tag=27, frozen=True):
+    """close(key): release the document's memory on the server."""
+
+    key: Key
+
+
+class Locate(_Message, tag=28, frozen=True):
+    """The seeds' getDataTarget: where does this key live?"""
+
+    key: Key
+
+
+Request = Initialize | Patch | Get | Compute | Snapshot | Delete | Inventory | Release | Locate
+REQUEST_TYPES = (Initialize, Patch, Get, Compute, Snapshot, Delete, Inventory, Release, Locate)
+
+
+# -- responses (server → client, each ends its stream) ---------------------------------------
+
+
+class Done(_Message, tag=60, frozen=True):
+    """Success with nothing to return (initialize, patch, delete, release)."""
+
+
+class Change(_Message, tag=61, frozen=True):
+    document: str
+    seq: int
+    reads: int
+
+
+class Count(_Message, tag=62, frozen=True):
+    count: int
+
+
+class InventoryItem(msgspec.Struct, array_like=True, frozen=True):
+    key: Key
+    seq: int
+    deltas: int
+    bytes: int
+
+
+class InventoryList(_Message, tag=63, frozen=True):
+    documents: list[InventoryItem]
+
+
+class Located(_Message, tag=64, frozen=True):
+    partition: int
+    replicas: list[str]
+    leader: str
+    archived: bool = False
+
+
+class Failure(_Message, tag=65, frozen=True):
+    """The request failed with a catalogued error (braid.errors)."""
+
+    code: int
+    detail: str
+
+
+Response = Done | Change | Count | InventoryList | Located | Failure
+RESPONSE_TYPES = (Done, Change, Count, InventoryList, Located, Failure)
+
+
+# -- connection control (stream 0) -----------------------------------------------------------
+
+
+class GoAway(_Message, tag=100, frozen=True):
+    """The sender will accept no new streams; streams up to last_stream still complete."""
+
+    code: int
+    message: str
+    last_stream: int
+
+
+class Ping(_Message, tag=101, frozen=True):
+    token: int
+
+
+class Pong(_Message, tag=102, frozen=True):
+    token: int
+
+
+ControlMessage = GoAway | Ping | Pong
+CONTROL_TYPES = (GoAway, Ping, Pong)
+
+_encoder = msgspec.msgpack.Encoder()
+encode = _encoder.encode
+handshake_decoder = msgspec.msgpack.Decoder(HandshakeMessage)
+request_decoder = msgspec.msgpack.Decoder(Request)
+response_decoder = msgspec.msgpack.Decoder(Response)
+control_decoder = msgspec.msgpack.Decoder(ControlMessage)
+_peek_decoder = msgspec.msgpack.Decoder(list[Any])
+
+
+def message_tag(payload: bytes) -> int | None:
+    """The tag of an encoded message, or None when the payload is not a tagged array."""
+    try:
+        value = _peek_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if not value or type(value[0]) is not int:
+        return None
+    return int(value[0])
+
+
+def all_message_types() -> list[type[msgspec.Struct]]:
+    return [*HANDSHAKE_TYPES, *REQUEST_TYPES, *RESPONSE_TYPES, *CONTROL_TYPES]

@@ -1,0 +1,1 @@
+"""asyncio adapters that drive the pure cores: the node server and its transport."""
