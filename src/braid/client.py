@@ -21,11 +21,12 @@ import contextlib
 import os
 import random
 import ssl
-from collections.abc import Generator, Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from braid import errors, limits
+from braid.core.document import check_initialize, check_updates
 from braid.core.wire import schema
 from braid.core.wire.connection import (
     NONCE_BYTES,
@@ -40,6 +41,7 @@ from braid.core.wire.connection import (
 from braid.errors import BraidError, ErrorInfo
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 
+T = TypeVar("T")
 _NOT_APPLIED = frozenset({errors.OVERLOADED.code, errors.UNREACHABLE.code})
 _READ_ONLY = (schema.Get, schema.Compute, schema.Inventory, schema.Locate)
 
@@ -131,8 +133,10 @@ class _Channel(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.usable = True
+        self._loop = asyncio.get_running_loop()
         self._waiting: dict[int, asyncio.Future[schema.Response]] = {}
-        self._room: asyncio.Semaphore | None = None
+        self._room_waiters: list[asyncio.Future[None]] = []
+        self._flush_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -146,8 +150,9 @@ class _Channel(asyncio.Protocol):
                 future = self._waiting.pop(event.stream, None)
                 if future is not None and not future.done():
                     future.set_result(event.message)
+                if self._room_waiters:
+                    self._wake_room_waiter()
             elif isinstance(event, HandshakeComplete):
-                self._room = asyncio.Semaphore(event.peer_streams_max)
                 if not self.ready.done():
                     self.ready.set_result(None)
             elif isinstance(event, GoAwayReceived):
@@ -170,31 +175,58 @@ class _Channel(asyncio.Protocol):
         for future in waiting.values():
             if not future.done():
                 future.set_exception(error)
+        for waiter in self._room_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._room_waiters.clear()
         if self.transport is not None:
             self.transport.close()
 
     def _flush(self) -> None:
+        self._flush_scheduled = False
         data = self.connection.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    async def request(self, message: schema.Request, timeout: float) -> schema.Response:
-        assert self._room is not None
-        async with asyncio.timeout(timeout):
-            async with self._room:
-                if not self.usable:
-                    raise BraidError(errors.CONNECTION_LOST, f"{self.address} is going away")
-                stream = self.connection.send_request(message)
-                future: asyncio.Future[schema.Response] = asyncio.get_running_loop().create_future()
-                self._waiting[stream] = future
-                self._flush()
-                try:
-                    return await future
-                except asyncio.CancelledError:
-                    self._waiting.pop(stream, None)
-                    self.connection.cancel(stream)
-                    self._flush()
-                    raise
+    def submit(self, message: schema.Request) -> tuple[int, asyncio.Future[schema.Response]]:
+        """Send a request; the future gets its response (or the connection's failure).
+
+        The caller must first check `has_room()` (or wait in `wait_for_room()`). Requests
+        sent in one loop iteration share one write.
+        """
+        if not self.usable:
+            raise BraidError(errors.CONNECTION_LOST, f"{self.address} is going away")
+        stream = self.connection.send_request(message)
+        future: asyncio.Future[schema.Response] = self._loop.create_future()
+        self._waiting[stream] = future
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return stream, future
+
+    def has_room(self) -> bool:
+        return self.connection.can_send_request()
+
+    async def wait_for_room(self) -> None:
+        """Wait until another request may be sent (the server's streams_max bound)."""
+        while self.usable and not self.connection.can_send_request():
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._room_waiters.append(waiter)
+            await waiter
+
+    def abandon(self, stream: int) -> None:
+        """The caller gave up on a stream (timeout, cancel): tell the server, free the slot."""
+        if self._waiting.pop(stream, None) is not None:
+            self.connection.cancel(stream)
+            self._flush()
+            self._wake_room_waiter()
+
+    def _wake_room_waiter(self) -> None:
+        while self._room_waiters:
+            waiter = self._room_waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def close(self) -> None:
         self.usable = False
@@ -215,10 +247,16 @@ class Client:
 
     # -- the DataService API -----------------------------------------------------------------
 
+    # Updates are checked here with the engines' own checks before they are sent, so bad
+    # input fails with the same code as in an embedded store, without a round trip (and the
+    # node checks again: it trusts no client).
+
     async def initialize(self, key: Key, update: Update) -> None:
+        check_initialize(update)
         await self._call(key, schema.Initialize(key, update))
 
     async def patch(self, key: Key, updates: Sequence[Update]) -> None:
+        check_updates(updates)
         await self._call(key, schema.Patch(key, list(updates)))
 
     async def get(self, key: Key) -> DocumentChange:
@@ -294,22 +332,37 @@ class Client:
     async def _attempt(
         self, key: Key | None, message: schema.Request, deadline: float
     ) -> schema.Response:
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
             raise BraidError(errors.TIMEOUT, f"no answer within {self.config.timeout_seconds} s")
         target = await self.locator.locate(key)
+        channel = self._channels.get(target.leader)
+        if channel is None or not channel.usable:
+            channel = await self._before(self._channel(target.leader), deadline, target.leader)
+        if not channel.has_room():
+            await self._before(channel.wait_for_room(), deadline, target.leader)
+        stream, future = channel.submit(message)
+        # One timer per request (cheaper than a timeout context around the await).
+        timer = loop.call_at(deadline, _expire, future, target.leader)
         try:
-            async with asyncio.timeout(remaining):
-                channel = await self._channel(target.leader)
-                response = await channel.request(message, remaining)
-        except TimeoutError:
-            raise BraidError(
-                errors.TIMEOUT,
-                f"no answer from {target.leader} within {self.config.timeout_seconds} s",
-            ) from None
+            response = await future
+        except BaseException:
+            channel.abandon(stream)  # timed out or cancelled: free the stream on both sides
+            raise
+        finally:
+            timer.cancel()
         if isinstance(response, schema.Failure):
             raise error_from(response.code, response.detail)
         return response
+
+    async def _before(self, awaitable: Awaitable[T], deadline: float, address: str) -> T:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await awaitable
+        except TimeoutError:
+            raise BraidError(
+                errors.TIMEOUT, f"{address}: no connection within {self.config.timeout_seconds} s"
+            ) from None
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(
@@ -341,6 +394,11 @@ class Client:
             raise BraidError(errors.UNREACHABLE, f"{address}: {error or 'timed out'}") from None
         self._channels[address] = channel
         return channel
+
+
+def _expire(future: asyncio.Future[schema.Response], address: str) -> None:
+    if not future.done():
+        future.set_exception(BraidError(errors.TIMEOUT, f"no answer from {address} in time"))
 
 
 def _change(response: schema.Response) -> DocumentChange:

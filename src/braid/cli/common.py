@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 import braid
 from braid.errors import BraidError
+from braid.storage.api import DataService
 from braid.storage.durable import APPLIED_FILE
 from braid.storage.router import Store
 
@@ -87,6 +88,24 @@ def run_on_store(
             return await action(store)
 
     return asyncio.run(opened())
+
+
+def run_on_server(
+    address: str,
+    secret_file: Path | None,
+    cluster: str,
+    action: Callable[[DataService], Awaitable[int]],
+) -> int:
+    """Connect to the node at `address`, run `action` through the client, disconnect."""
+    from braid.cli.serve import load_secret
+
+    secret = load_secret(secret_file)
+
+    async def connected() -> int:
+        async with braid.connect([address], secret=secret, cluster=cluster) as client:
+            return await action(client)
+
+    return asyncio.run(connected())
 
 
 def pretty_json(text: str) -> str:

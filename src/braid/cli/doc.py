@@ -1,9 +1,10 @@
-"""`braid doc`: the document API of the embedded store, one operation per subcommand.
+"""`braid doc`: the document API, one operation per subcommand.
 
-Every subcommand opens the store in `--data DIR`, performs one operation and closes it. Only
-`init` creates a missing store; the others refuse it with STORE_NOT_FOUND (3007) and never
-create files. Keys beginning `mem_` live in the memory engine, so they vanish when the
-command exits; the commands say so.
+Every subcommand either opens the embedded store in `--data DIR` or connects to a node with
+`--server HOST:PORT` (secret from `--secret-file` or BRAID_SECRET), performs one operation
+and closes. With `--data`, only `init` creates a missing store; the others refuse it with
+STORE_NOT_FOUND (3007) and never create files. Keys beginning `mem_` live in the memory
+engine: in an embedded store they vanish when the command exits, and the commands say so.
 """
 
 from __future__ import annotations
@@ -11,33 +12,48 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from braid.cli.common import EXIT_OK, add_json_flag, pretty_json, print_json, run_on_store
+from braid.cli.common import (
+    EXIT_OK,
+    add_json_flag,
+    pretty_json,
+    print_json,
+    run_on_server,
+    run_on_store,
+)
 from braid.errors import INVALID_ARGUMENT, BraidError
 from braid.model import HEAD_PATCH, REWIND, DocumentChange, Key, Update, apply_patch, to_json
-from braid.storage.router import MEMORY_PREFIX, Store
+from braid.storage.api import DataService
+from braid.storage.router import MEMORY_PREFIX
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
 
-Action = Callable[[Store, argparse.Namespace], Awaitable[int]]
+Action = Callable[[DataService, argparse.Namespace], Awaitable[int]]
 
 
 def register(subparsers: Subparsers) -> None:
     doc = subparsers.add_parser(
         "doc",
-        help="read and write documents in an embedded store",
-        description="Operate on the documents of the embedded store in --data DIR. "
-        "Only `init` creates a missing store.",
+        help="read and write documents in an embedded store or on a node",
+        description="Operate on the documents of the embedded store in --data DIR, or of "
+        "the node at --server HOST:PORT. Only `init` creates a missing embedded store.",
     )
     commands = doc.add_subparsers(dest="doc_command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data", required=True, metavar="DIR", help="the store directory")
+    where = common.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", metavar="DIR", help="the embedded store's directory")
+    where.add_argument("--server", metavar="HOST:PORT", help="a braid node (see braid serve)")
+    common.add_argument(
+        "--secret-file", type=Path, help="with --server: the cluster secret (or BRAID_SECRET)"
+    )
+    common.add_argument("--cluster", default="braid", help="with --server: the cluster id")
     add_json_flag(common)
     keyed = argparse.ArgumentParser(add_help=False, parents=[common])
     keyed.add_argument("space", metavar="SPACE", help="the document's space, e.g. 'chat'")
@@ -61,9 +77,11 @@ def _add(
 
 def _handler(action: Action, *, create: bool) -> Callable[[argparse.Namespace], int]:
     def handle(args: argparse.Namespace) -> int:
-        async def bound(store: Store) -> int:
-            return await action(store, args)
+        async def bound(service: DataService) -> int:
+            return await action(service, args)
 
+        if args.server is not None:
+            return run_on_server(args.server, args.secret_file, args.cluster, bound)
         return run_on_store(args.data, bound, create=create)
 
     return handle
@@ -152,13 +170,13 @@ def _done(args: argparse.Namespace, key: Key, message: str, **fields: object) ->
     return EXIT_OK
 
 
-async def _init(store: Store, args: argparse.Namespace) -> int:
+async def _init(store: DataService, args: argparse.Namespace) -> int:
     key = _key(args)
     await store.initialize(key, _update(args, args.seq, args.seq))
     return _done(args, key, f"initialized {key} at seq {args.seq}", seq=args.seq)
 
 
-async def _patch(store: Store, args: argparse.Namespace) -> int:
+async def _patch(store: DataService, args: argparse.Namespace) -> int:
     key = _key(args)
     if args.seq is not None:
         if args.seq_end is not None:
@@ -172,7 +190,7 @@ async def _patch(store: Store, args: argparse.Namespace) -> int:
     return _done(args, key, f"patched {key} at seq {shown}", seq_begin=begin, seq_end=end)
 
 
-async def document_at(store: Store, key: Key, seq: int) -> tuple[str, int]:
+async def document_at(store: DataService, key: Key, seq: int) -> tuple[str, int]:
     """The document as it stood at `seq` (head document rewound), and the seq it landed on."""
     head = await store.get(key)
     rewind = await store.compute(key, REWIND, seq)
@@ -180,7 +198,7 @@ async def document_at(store: Store, key: Key, seq: int) -> tuple[str, int]:
     return to_json(document), rewind.seq
 
 
-async def _snapshot(store: Store, args: argparse.Namespace) -> int:
+async def _snapshot(store: DataService, args: argparse.Namespace) -> int:
     key = _key(args)
     document = args.document
     if document is None:
@@ -193,7 +211,7 @@ async def _snapshot(store: Store, args: argparse.Namespace) -> int:
     return _done(args, key, message, removed=removed, seq=args.seq, history=args.history)
 
 
-async def _delete(store: Store, args: argparse.Namespace) -> int:
+async def _delete(store: DataService, args: argparse.Namespace) -> int:
     key = _key(args)
     await store.delete(key)
     return _done(args, key, f"deleted {key}")
@@ -222,7 +240,7 @@ def _show(
     return EXIT_OK
 
 
-async def _get(store: Store, args: argparse.Namespace) -> int:
+async def _get(store: DataService, args: argparse.Namespace) -> int:
     key = _key(args)
     change = await store.get(key)
     return _show(
@@ -230,21 +248,21 @@ async def _get(store: Store, args: argparse.Namespace) -> int:
     )
 
 
-async def _headpatch(store: Store, args: argparse.Namespace) -> int:
+async def _headpatch(store: DataService, args: argparse.Namespace) -> int:
     key = _key(args)
     change = await store.compute(key, HEAD_PATCH, args.seq)
     headline = f"{key}: patch from seq {args.seq} to the head {change.seq}"
     return _show(args, key, change, f"{headline} ({change.reads} deltas read)", "patch")
 
 
-async def _rewind(store: Store, args: argparse.Namespace) -> int:
+async def _rewind(store: DataService, args: argparse.Namespace) -> int:
     key = _key(args)
     change = await store.compute(key, REWIND, args.seq)
     headline = f"{key}: patch from the head back to seq {change.seq}"
     return _show(args, key, change, f"{headline} ({change.reads} deltas read)", "patch")
 
 
-async def _list(store: Store, args: argparse.Namespace) -> int:
+async def _list(store: DataService, args: argparse.Namespace) -> int:
     documents = await store.inventory()
     if args.json:
         print_json(
@@ -260,7 +278,8 @@ async def _list(store: Store, args: argparse.Namespace) -> int:
             ]
         )
         return EXIT_OK
-    table = Table(title=Text(f"{len(documents)} documents in {args.data}"))
+    where = args.data if args.data is not None else args.server
+    table = Table(title=Text(f"{len(documents)} documents in {where}"))
     for column in ("space", "key"):
         table.add_column(column, overflow="fold")
     for column in ("seq", "deltas", "bytes"):

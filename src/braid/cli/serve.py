@@ -20,6 +20,9 @@ from braid import errors
 from braid.client import parse_address, secret_from_environment
 from braid.errors import BraidError
 from braid.runtime.server import NodeServer, ServerConfig
+from braid.storage.durable import DurableConfig
+
+MIN_SEGMENT_BYTES = 64 * 1024
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
@@ -46,6 +49,12 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     parser.add_argument(
         "--ready-file", type=Path, help="write the bound HOST:PORT here once serving"
+    )
+    parser.add_argument(
+        "--wal-segment-bytes",
+        type=int,
+        default=DurableConfig().segment_bytes,
+        help="size of each preallocated log segment (default %(default)s)",
     )
     parser.set_defaults(handler=handle)
 
@@ -84,7 +93,12 @@ def handle(args: argparse.Namespace) -> int:
         tls=tls_context(args.tls_cert, args.tls_key),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    runner = _run(Path(args.data), host, port, config, args.ready_file)
+    if args.wal_segment_bytes < MIN_SEGMENT_BYTES:
+        raise BraidError(
+            errors.INVALID_ARGUMENT, f"--wal-segment-bytes must be at least {MIN_SEGMENT_BYTES}"
+        )
+    durable = DurableConfig(segment_bytes=args.wal_segment_bytes)
+    runner = _run(Path(args.data), host, port, config, durable, args.ready_file)
     try:
         import uvloop
 
@@ -95,9 +109,14 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _run(
-    data: Path, host: str, port: int, config: ServerConfig, ready_file: Path | None
+    data: Path,
+    host: str,
+    port: int,
+    config: ServerConfig,
+    durable: DurableConfig,
+    ready_file: Path | None,
 ) -> None:
-    store = await braid.open(data)
+    store = await braid.open(data, durable)
     server = NodeServer(store, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -163,7 +163,10 @@ class DocumentLog:
         for update in newer:
             patch, step_exact = compose(patch, parse_object(update.redo, "stored redo"))
             exact = exact and step_exact
-        if seq < self.compacted_through:
+        if seq == 0 and not (exact and self.compacted_exact):
+            # Before the first delta the document is {}: the exact answer is the document.
+            patch = self._document_through(self.head)
+        elif seq < self.compacted_through:
             if not (exact and self.compacted_exact):
                 raise BraidError(
                     HEAD_PATCH_PAST_COMPACTED,

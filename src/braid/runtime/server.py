@@ -185,6 +185,7 @@ class _ServerProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._handshake_timer: asyncio.TimerHandle | None = None
+        self._flush_scheduled = False
 
     # -- transport callbacks ------------------------------------------------------------
 
@@ -265,7 +266,7 @@ class _ServerProtocol(asyncio.Protocol):
             self.node.end()
             self.tasks.pop(stream, None)
         self._answer(stream, response)
-        self.flush()
+        self.flush_soon()
 
     def _answer(self, stream: int, response: schema.Response) -> None:
         if isinstance(response, schema.Failure):
@@ -275,7 +276,15 @@ class _ServerProtocol(asyncio.Protocol):
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def flush_soon(self) -> None:
+        """Write at the end of this loop iteration: answers finishing together share one
+        write (one system call) instead of one each."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
     def flush(self) -> None:
+        self._flush_scheduled = False
         data = self.connection.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)

@@ -1,0 +1,357 @@
+"""`braid bench server`: get and patch through the client against a real `braid serve`.
+
+A `braid serve` process on 127.0.0.1 (port picked by the OS) and this process as the client,
+so the two share the machine's cores as a real deployment's client and node would share a
+host. For 1, 16 and 64 requests in flight (one document per in-flight slot, one writer each)
+it measures acknowledged patches/s and gets/s with p50 and p99 latency.
+
+Floors measured in the same run:
+- echo: a raw asyncio echo server process answering frames of the same sizes as a patch
+  request and its response (the cost of the loopback round trip and two event loops);
+- fsync: pwrite + fdatasync into a preallocated file (what one durable patch must wait for).
+
+The single-request patch p50 is reported as a ratio to (echo p50 + fsync p50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import braid
+from braid.bench.engine import make_delta, measure_fsync
+from braid.core.wire import schema
+from braid.core.wire.frames import FRAME_HEADER, FRAME_HEADER_SIZE, FrameType, encode_frame
+from braid.model import Key, Update
+
+IN_FLIGHT = (1, 16, 64)
+R = TypeVar("R")
+SECRET = "bench-secret"
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(percent / 100 * (len(ordered) - 1)))]
+
+
+def _start(arguments: list[str], ready: Path) -> tuple[subprocess.Popen[bytes], str]:
+    environment = dict(os.environ, BRAID_SECRET=SECRET)
+    process = subprocess.Popen(
+        [sys.executable, *arguments], env=environment, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if ready.exists() and ready.read_text():
+            return process, ready.read_text().strip()
+        if process.poll() is not None:
+            raise RuntimeError(f"{arguments} exited with {process.returncode}")
+        time.sleep(0.02)
+    process.kill()
+    raise RuntimeError(f"{arguments} did not start within 15 s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# -- the echo floor ------------------------------------------------------------------------
+
+
+class _EchoServer(asyncio.Protocol):
+    """Answers every frame with a frame of `reply` payload bytes."""
+
+    def __init__(self, reply: int) -> None:
+        self._buffer = bytearray()
+        self._reply = reply
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        out = bytearray()
+        while len(self._buffer) >= FRAME_HEADER_SIZE:
+            length, stream, _kind, _flags, _reserved = FRAME_HEADER.unpack_from(self._buffer)
+            if len(self._buffer) < FRAME_HEADER_SIZE + length:
+                break
+            del self._buffer[: FRAME_HEADER_SIZE + length]
+            out += encode_frame(FrameType.RESPONSE, stream, bytes(self._reply))
+        if out and self._transport is not None:
+            self._transport.write(bytes(out))
+
+
+async def _echo_main(ready: Path, reply: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _EchoServer(reply), "127.0.0.1", 0)
+    host, port = server.sockets[0].getsockname()[:2]
+    ready.write_text(f"{host}:{port}")
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+
+class _EchoClient(asyncio.Protocol):
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.waiting: dict[int, asyncio.Future[None]] = {}
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= FRAME_HEADER_SIZE:
+            length, stream, _kind, _flags, _reserved = FRAME_HEADER.unpack_from(self._buffer)
+            if len(self._buffer) < FRAME_HEADER_SIZE + length:
+                break
+            del self._buffer[: FRAME_HEADER_SIZE + length]
+            self.waiting.pop(stream).set_result(None)
+
+
+async def _echo_load(
+    address: str, request_bytes: int, in_flight: int, seconds: float
+) -> tuple[float, float, float]:
+    host, port = address.rsplit(":", 1)
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_connection(_EchoClient, host, int(port))
+    payload = bytes(request_bytes)
+    next_stream = [1]
+
+    async def one() -> None:
+        stream = next_stream[0]
+        next_stream[0] += 2
+        future: asyncio.Future[None] = loop.create_future()
+        client.waiting[stream] = future
+        transport.write(encode_frame(FrameType.REQUEST, stream, payload))
+        await future
+
+    result = await _drive(lambda _slot, _seq: one(), in_flight, seconds)
+    transport.close()
+    return result
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+
+async def _drive(
+    call: Callable[[int, int], Awaitable[None]], in_flight: int, seconds: float
+) -> tuple[float, float, float]:
+    """`in_flight` workers call `call(slot, seq)` back to back; ops/s, p50 ms, p99 ms."""
+    latencies: list[float] = []
+    clock = time.perf_counter
+    deadline = clock() + seconds
+
+    async def worker(slot: int) -> None:
+        seq = 2
+        while clock() < deadline:
+            start = clock()
+            await call(slot, seq)
+            latencies.append(clock() - start)
+            seq += 1
+
+    start = clock()
+    await asyncio.gather(*(worker(slot) for slot in range(in_flight)))
+    elapsed = clock() - start
+    return (
+        len(latencies) / elapsed,
+        _percentile(latencies, 50) * 1000,
+        _percentile(latencies, 99) * 1000,
+    )
+
+
+async def _braid_load(address: str, in_flight: int, seconds: float, run: int) -> dict[str, float]:
+    async with braid.connect([address], secret=SECRET, timeout=30) as client:
+        keys = [Key("bench", f"r{run}-n{in_flight}-s{slot}") for slot in range(in_flight)]
+        for key in keys:
+            await client.initialize(key, Update(1, 1, redo="{}", undo="{}"))
+
+        async def patch(slot: int, seq: int) -> None:
+            await client.patch(keys[slot], [make_delta(seq)])
+
+        async def get(slot: int, seq: int) -> None:
+            await client.get(keys[slot])
+
+        patch_rate, patch_p50, patch_p99 = await _drive(patch, in_flight, seconds)
+        get_rate, get_p50, get_p99 = await _drive(get, in_flight, seconds)
+    return {
+        "patch_ops_per_second": round(patch_rate, 1),
+        "patch_p50_ms": round(patch_p50, 3),
+        "patch_p99_ms": round(patch_p99, 3),
+        "get_ops_per_second": round(get_rate, 1),
+        "get_p50_ms": round(get_p50, 3),
+        "get_p99_ms": round(get_p99, 3),
+    }
+
+
+def _sizes() -> tuple[int, int]:
+    """Payload bytes of a 256-byte-delta patch request and of its response."""
+    request = schema.encode(schema.Patch(Key("bench", "r0-n64-s63"), [make_delta(123456)]))
+    return len(request), len(schema.encode(schema.Done()))
+
+
+def _run_loop(coroutine: Awaitable[R]) -> R:
+    import uvloop
+
+    return uvloop.run(coroutine)  # type: ignore[arg-type]
+
+
+def run(in_flight_counts: list[int], seconds: float, runs: int, root: Path) -> dict[str, object]:
+    fsync_p50, fsync_p99 = measure_fsync(root)
+    print(f"fsync floor: p50 {fsync_p50:.3f} ms, p99 {fsync_p99:.3f} ms")
+    request_bytes, response_bytes = _sizes()
+    echo_ready = root / "echo.ready"
+    echo, echo_address = _start(
+        ["-m", "braid.bench.server", "--echo", str(echo_ready), str(response_bytes)], echo_ready
+    )
+    node_ready = root / "node.ready"
+    node, address = _start(
+        [
+            "-m",
+            "braid.cli.main",
+            "serve",
+            "--data",
+            str(root / "store"),
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-file",
+            str(node_ready),
+        ],
+        node_ready,
+    )
+    rows: list[dict[str, float]] = []
+    try:
+        for count in in_flight_counts:
+            samples = []
+            for index in range(runs):
+                echo_rate, echo_p50, echo_p99 = _run_loop(
+                    _echo_load(echo_address, request_bytes, count, seconds)
+                )
+                measured = _run_loop(_braid_load(address, count, seconds, index))
+                measured.update(
+                    echo_ops_per_second=round(echo_rate, 1),
+                    echo_p50_ms=round(echo_p50, 3),
+                    echo_p99_ms=round(echo_p99, 3),
+                )
+                samples.append(measured)
+                print(
+                    f"  in flight {count:3d} run {index + 1}/{runs}: "
+                    f"patch {measured['patch_ops_per_second']:9.0f}/s "
+                    f"p50 {measured['patch_p50_ms']:.3f} ms | get "
+                    f"{measured['get_ops_per_second']:9.0f}/s p50 {measured['get_p50_ms']:.3f} ms"
+                    f" | echo {echo_rate:9.0f}/s p50 {echo_p50:.3f} ms"
+                )
+            row = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+            row["in_flight"] = count
+            rows.append(row)
+    finally:
+        _stop(node)
+        _stop(echo)
+    single = next((row for row in rows if row["in_flight"] == 1), None)
+    floor = single["echo_p50_ms"] + fsync_p50 if single else None
+    return {
+        "benchmark": "server",
+        "seconds_per_run": seconds,
+        "runs": runs,
+        "request_payload_bytes": request_bytes,
+        "response_payload_bytes": response_bytes,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "fsync_p50_ms": round(fsync_p50, 3),
+        "fsync_p99_ms": round(fsync_p99, 3),
+        "single_patch_p50_over_echo_plus_fsync": (
+            round(single["patch_p50_ms"] / floor, 2) if single and floor else None
+        ),
+        "results": rows,
+    }
+
+
+def print_table(report: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"braid bench server — medians of {report['runs']} runs")
+    columns = (
+        "in flight",
+        "patch/s",
+        "p50 ms",
+        "p99 ms",
+        "get/s",
+        "p50 ms",
+        "p99 ms",
+        "echo/s",
+        "echo p50 ms",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in report["results"]:  # type: ignore[attr-defined]
+        table.add_row(
+            str(int(row["in_flight"])),
+            f"{row['patch_ops_per_second']:,.0f}",
+            f"{row['patch_p50_ms']:.3f}",
+            f"{row['patch_p99_ms']:.3f}",
+            f"{row['get_ops_per_second']:,.0f}",
+            f"{row['get_p50_ms']:.3f}",
+            f"{row['get_p99_ms']:.3f}",
+            f"{row['echo_ops_per_second']:,.0f}",
+            f"{row['echo_p50_ms']:.3f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"fsync p50 {report['fsync_p50_ms']} ms; single-request patch p50 is "
+        f"{report['single_patch_p50_over_echo_plus_fsync']}x (echo p50 + fsync p50)"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per in-flight count")
+    parser.add_argument(
+        "--in-flight", type=int, nargs="+", default=list(IN_FLIGHT), help="in-flight counts"
+    )
+    parser.add_argument("--dir", type=Path, default=None, help="where to put the store")
+    parser.add_argument("--out", type=Path, default=Path("bench-server.json"), help="JSON file")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.seconds <= 0 or args.runs < 1 or any(count < 1 for count in args.in_flight):
+        raise SystemExit("--seconds must be > 0, --runs >= 1, in-flight counts >= 1")
+    root = Path(tempfile.mkdtemp(prefix="braid-bench-server-", dir=args.dir))
+    try:
+        report = run(args.in_flight, args.seconds, args.runs, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print_table(report)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--echo":
+        import uvloop
+
+        uvloop.run(_echo_main(Path(sys.argv[2]), int(sys.argv[3])))
+        raise SystemExit(0)
+    cli = argparse.ArgumentParser(description=__doc__)
+    add_arguments(cli)
+    raise SystemExit(main(cli.parse_args()))
