@@ -473,5 +473,3 @@ class WalWriter:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
-
-
