@@ -1,14 +1,14 @@
 """`braid bench`: benchmarks (they print figures and write JSON; they are not tests).
 
-`braid bench engine` takes its options from `braid.bench.engine.add_arguments` and runs
-`braid.bench.engine.main(args)`.
+`braid bench engine` and `braid bench server` take their options from the benchmark
+module's `add_arguments` and run its `main(args)`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from braid.bench import engine
+from braid.bench import engine, server
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
@@ -19,10 +19,12 @@ def register(subparsers: Subparsers) -> None:
         "bench", help="run benchmarks", description="Run braid's benchmarks."
     )
     commands = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
-    parser = commands.add_parser(
-        "engine",
-        help="acknowledged patches/s of the durable engine against SQLite",
-        description=(engine.__doc__ or "").split("\n\n")[0],
-    )
-    engine.add_arguments(parser)
-    parser.set_defaults(handler=engine.main)
+    for name, module, text in (
+        ("engine", engine, "acknowledged patches/s of the durable engine against SQLite"),
+        ("server", server, "patches and gets/s through the client against braid serve"),
+    ):
+        parser = commands.add_parser(
+            name, help=text, description=(module.__doc__ or "").split("\n\n")[0]
+        )
+        module.add_arguments(parser)
+        parser.set_defaults(handler=module.main)

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import braid
-from braid import errors
+from braid import errors, limits
 from braid.client import parse_address, secret_from_environment
 from braid.errors import BraidError
 from braid.runtime.server import NodeServer, ServerConfig
 from braid.storage.durable import DurableConfig
 
 MIN_SEGMENT_BYTES = 64 * 1024
+GIL_SWITCH_INTERVAL_SECONDS = 0.0001  # measured: patches/s at 64 in flight 10k -> 14.5k
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
@@ -56,6 +57,20 @@ def register(subparsers: Subparsers) -> None:
         default=DurableConfig().segment_bytes,
         help="size of each preallocated log segment (default %(default)s)",
     )
+    parser.add_argument(
+        "--streams-max",
+        type=int,
+        default=limits.connection_streams_max,
+        help="requests in flight per connection; more are answered OVERLOADED "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--node-requests-max",
+        type=int,
+        default=limits.node_requests_max,
+        help="requests in flight over the whole node, at least --streams-max; more are "
+        "answered OVERLOADED (default %(default)s)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -84,15 +99,32 @@ def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     return context
 
 
+def check_bounds(streams_max: int, node_requests_max: int) -> None:
+    """The in-flight bounds relate as in braid.limits: 1 <= per connection <= per node."""
+    if streams_max < 1:
+        raise BraidError(errors.INVALID_ARGUMENT, "--streams-max must be at least 1")
+    if node_requests_max < streams_max:
+        raise BraidError(
+            errors.INVALID_ARGUMENT, "--node-requests-max must be at least --streams-max"
+        )
+
+
 def handle(args: argparse.Namespace) -> int:
     host, port = parse_address(args.listen, allow_any_port=True)
+    check_bounds(args.streams_max, args.node_requests_max)
     config = ServerConfig(
         cluster=args.cluster,
         secret=load_secret(args.secret_file),
         name=args.name,
+        streams_max=args.streams_max,
+        node_requests_max=args.node_requests_max,
         tls=tls_context(args.tls_cert, args.tls_key),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # The log's I/O thread returns from each fdatasync needing the GIL while the event loop
+    # holds it; with CPython's default 5 ms switch interval every batch then waits up to
+    # 5 ms (a convoy). A node owns its process, so it shortens the interval.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     if args.wal_segment_bytes < MIN_SEGMENT_BYTES:
         raise BraidError(
             errors.INVALID_ARGUMENT, f"--wal-segment-bytes must be at least {MIN_SEGMENT_BYTES}"
