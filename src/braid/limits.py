@@ -27,6 +27,7 @@ wal_inline_sync_bytes_max = 64 * 1024  # a lone record this small is synced in t
 checkpoint_records_max = 65_536  # checkpoint once this many records are unapplied
 checkpoint_interval_seconds_max = 30.0  # or once the oldest unapplied record is this old
 document_cache_bytes_max = 256 * 1024 * 1024  # documents kept in memory (LRU, unpinned only)
+applied_chunk_deltas_max = 1024  # deltas per row of the applied state's chunk table
 
 # Wire protocol and the node server.
 frame_bytes_max = wal_record_payload_bytes_max + 1024 * 1024  # a request carries one record

@@ -1,8 +1,12 @@
 """The applied state: every document's deltas, checkpointed from the write-ahead log.
 
-Kept in SQLite (stdlib `sqlite3`): one row per document (head seq, compaction marks) and one
-row per delta keyed by (space, key, seq_end), so `get` and `compute` read one document's rows
-instead of replaying the log, and the store does not hold every delta in memory.
+Kept in SQLite (stdlib `sqlite3`): one row per document (head seq, compaction marks) and its
+deltas in *chunks*: a row keyed by (space, key, seq_end of its last delta) holding a msgpack
+list of consecutive deltas (at most `limits.applied_chunk_deltas_max`). `get` and `compute`
+read one document's chunks instead of replaying the log, and the store does not hold every
+delta in memory. Chunks rather than a row per delta: a checkpoint of 65,536 patches to 64
+documents writes about 64 rows, not 65,536, which measured about 30% of the write
+throughput when every delta was its own row.
 
 A checkpoint applies a run of durable log operations and records the lsn it applied through
 in the same transaction, committed with `synchronous=FULL`; only then may the log release
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import msgspec
 
+from braid import limits
 from braid.core.document import DocumentLog
 from braid.core.wal.ops import DeleteOp, FoldOp, InitOp, Op, PatchOp
 from braid.errors import APPLIED_STATE_FAILED, STORE_FORMAT, BraidError
@@ -35,13 +40,15 @@ CREATE TABLE IF NOT EXISTS documents (
     space TEXT NOT NULL, key TEXT NOT NULL, head INTEGER NOT NULL,
     compacted_through INTEGER NOT NULL, compacted_exact INTEGER NOT NULL,
     PRIMARY KEY (space, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS deltas (
-    space TEXT NOT NULL, key TEXT NOT NULL, seq_end INTEGER NOT NULL, data BLOB NOT NULL,
+CREATE TABLE IF NOT EXISTS chunks (
+    space TEXT NOT NULL, key TEXT NOT NULL, seq_end INTEGER NOT NULL,
+    seq_begin INTEGER NOT NULL, deltas INTEGER NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (space, key, seq_end)) WITHOUT ROWID;
 """
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode_update = msgspec.msgpack.Decoder(Update).decode
+_decode_chunk = msgspec.msgpack.Decoder(list[Update]).decode
+ChunkRow = tuple[str, str, int, int, int, bytes]  # space, key, seq_end, seq_begin, deltas, data
 
 
 class AppliedState:
@@ -80,19 +87,19 @@ class AppliedState:
         if row is None:
             return None
         rows = self._reader.execute(
-            "SELECT data FROM deltas WHERE space=? AND key=? ORDER BY seq_end",
+            "SELECT data FROM chunks WHERE space=? AND key=? ORDER BY seq_end",
             (key.space, key.key),
         ).fetchall()
-        deltas = [_decode_update(data) for (data,) in rows]
+        deltas = [update for (data,) in rows for update in _decode_chunk(data)]
         if not deltas or deltas[-1].seq_end != row[0]:
             raise BraidError(APPLIED_STATE_FAILED, f"{key}: document row and deltas disagree")
         return DocumentLog(deltas, int(row[1]), bool(row[2]))
 
     def inventory(self) -> Iterator[DocumentInfo]:
         rows = self._reader.execute(
-            "SELECT d.space, d.key, d.head, COUNT(x.seq_end), "
+            "SELECT d.space, d.key, d.head, SUM(x.deltas), "
             "COALESCE(SUM(LENGTH(x.data)), 0) FROM documents d "
-            "JOIN deltas x ON x.space = d.space AND x.key = d.key "
+            "JOIN chunks x ON x.space = d.space AND x.key = d.key "
             "GROUP BY d.space, d.key ORDER BY d.space, d.key"
         )
         for space, key, head, count, size in rows:
@@ -119,36 +126,31 @@ class AppliedState:
 
     def _apply(self, operations: Iterable[Op]) -> None:
         execute = self._writer.execute
-        inserts: list[tuple[str, str, int, bytes]] = []
+        appended: dict[Key, list[Update]] = {}  # per document, deltas not yet in a chunk
         heads: dict[Key, tuple[int, int, int] | None] = {}
         for op in operations:
             key = op.key
             if isinstance(op, PatchOp):
-                for update in op.updates:
-                    inserts.append((key.space, key.key, update.seq_end, _encode(update)))
+                appended.setdefault(key, []).extend(op.updates)
                 previous = heads.get(key) or self._document_row(key)
                 assert previous is not None, f"patch of {key} without a document row"
                 heads[key] = (op.updates[-1].seq_end, previous[1], previous[2])
-                continue
-            self._flush_inserts(inserts)
-            if isinstance(op, InitOp):
-                execute("DELETE FROM deltas WHERE space=? AND key=?", (key.space, key.key))
-                inserts.append((key.space, key.key, op.update.seq_end, _encode(op.update)))
+            elif isinstance(op, InitOp):
+                execute("DELETE FROM chunks WHERE space=? AND key=?", (key.space, key.key))
+                appended[key] = [op.update]
                 heads[key] = (op.update.seq_end, 0, 1)
             elif isinstance(op, FoldOp):
-                delta = op.fold.delta
-                execute(
-                    "DELETE FROM deltas WHERE space=? AND key=? AND seq_end<=?",
-                    (key.space, key.key, delta.seq_end),
-                )
-                inserts.append((key.space, key.key, delta.seq_end, _encode(delta)))
+                self._write_chunks(key, appended.pop(key, []))
+                self._fold(key, op)
                 previous = heads.get(key) or self._document_row(key)
                 assert previous is not None, f"fold of {key} without a document row"
-                heads[key] = (previous[0], delta.seq_end, int(op.fold.exact))
+                heads[key] = (previous[0], op.fold.delta.seq_end, int(op.fold.exact))
             elif isinstance(op, DeleteOp):
-                execute("DELETE FROM deltas WHERE space=? AND key=?", (key.space, key.key))
+                appended.pop(key, None)
+                execute("DELETE FROM chunks WHERE space=? AND key=?", (key.space, key.key))
                 heads[key] = None
-        self._flush_inserts(inserts)
+        for key, updates in appended.items():
+            self._write_chunks(key, updates)
         for key, head in heads.items():
             if head is None:
                 execute("DELETE FROM documents WHERE space=? AND key=?", (key.space, key.key))
@@ -158,10 +160,45 @@ class AppliedState:
                     (key.space, key.key, *head),
                 )
 
-    def _flush_inserts(self, inserts: list[tuple[str, str, int, bytes]]) -> None:
-        if inserts:
-            self._writer.executemany("INSERT INTO deltas VALUES (?, ?, ?, ?)", inserts)
-            inserts.clear()
+    def _write_chunks(self, key: Key, updates: list[Update]) -> None:
+        rows: list[ChunkRow] = []
+        step = limits.applied_chunk_deltas_max
+        for start in range(0, len(updates), step):
+            chunk = updates[start : start + step]
+            rows.append(
+                (
+                    key.space,
+                    key.key,
+                    chunk[-1].seq_end,
+                    chunk[0].seq_begin,
+                    len(chunk),
+                    _encode(chunk),
+                )
+            )
+        if rows:
+            self._writer.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _fold(self, key: Key, op: FoldOp) -> None:
+        """Replace every delta ending at or before the fold's seq_end with the folded one."""
+        execute = self._writer.execute
+        boundary = op.fold.delta.seq_end
+        execute(
+            "DELETE FROM chunks WHERE space=? AND key=? AND seq_end<=?",
+            (key.space, key.key, boundary),
+        )
+        straddling = execute(
+            "SELECT seq_end, seq_begin, data FROM chunks WHERE space=? AND key=? AND seq_end>? "
+            "ORDER BY seq_end LIMIT 1",
+            (key.space, key.key, boundary),
+        ).fetchone()
+        if straddling is not None and straddling[1] <= boundary:
+            kept = [update for update in _decode_chunk(straddling[2]) if update.seq_end > boundary]
+            execute(
+                "DELETE FROM chunks WHERE space=? AND key=? AND seq_end=?",
+                (key.space, key.key, straddling[0]),
+            )
+            self._write_chunks(key, kept)
+        self._write_chunks(key, [op.fold.delta])
 
     def _document_row(self, key: Key) -> tuple[int, int, int] | None:
         row = self._writer.execute(
