@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from braid import __version__
-from braid.cli import bench, demo, doc, errors_cmd, serve, wal
+from braid.cli import bench, demo, doc, errors_cmd, protocol, serve, wal
 from braid.cli.common import EXIT_ERROR, print_error
 from braid.errors import BraidError
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     doc.register(subparsers)
     errors_cmd.register(subparsers)
+    protocol.register(subparsers)
     wal.register(subparsers)
     serve.register(subparsers)
     demo.register(subparsers)

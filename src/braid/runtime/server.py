@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import ssl
@@ -39,6 +40,7 @@ from braid.core.wire.connection import (
 from braid.errors import BraidError
 from braid.model import DocumentInfo
 from braid.storage.api import DataService
+from braid.storage.router import Store
 
 log = logging.getLogger("braid.server")
 
@@ -247,8 +249,50 @@ class _ServerProtocol(asyncio.Protocol):
             detail = f"node has {node.config.node_requests_max} requests in flight"
             self._answer(stream, schema.Failure(errors.OVERLOADED.code, detail))
             return
+        if self._start_fast(stream, request):
+            return
         task = asyncio.get_running_loop().create_task(self._run(stream, request))
         self.tasks[stream] = task
+
+    def _start_fast(self, stream: int, request: schema.Request) -> bool:
+        """Patches and gets without a task when the store can answer synchronously (most
+        of the time): a task and two coroutine frames per request measured about a fifth
+        of the node's CPU per patch. Returns False to take the ordinary path."""
+        service = self.node.service
+        try:
+            if isinstance(request, schema.Patch) and isinstance(service, Store):
+                future = service.patch_nowait(request.key, request.updates)
+                if future is None:
+                    return False
+                future.add_done_callback(functools.partial(self._patched, stream))
+                return True
+            if isinstance(request, schema.Get) and isinstance(service, Store):
+                change = service.get_nowait(request.key)
+                if change is None:
+                    return False
+                self._finish(stream, schema.Change(change.document, change.seq, change.reads))
+                return True
+        except BraidError as error:
+            self._finish(stream, schema.Failure(error.code, error.detail))
+            return True
+        return False
+
+    def _patched(self, stream: int, future: asyncio.Future[None]) -> None:
+        if future.cancelled():
+            response: schema.Response = schema.Failure(
+                errors.SHUTTING_DOWN.code, "the request did not finish before the node stopped"
+            )
+        elif (error := future.exception()) is not None:
+            assert isinstance(error, BraidError), error
+            response = schema.Failure(error.code, error.detail)
+        else:
+            response = schema.Done()
+        self._finish(stream, response)
+
+    def _finish(self, stream: int, response: schema.Response) -> None:
+        self.node.end()
+        self._answer(stream, response)
+        self.flush_soon()
 
     async def _run(self, stream: int, request: schema.Request) -> None:
         try:

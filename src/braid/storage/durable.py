@@ -290,6 +290,18 @@ class DurableEngine:
         check_updates(updates)
         if self._wal.full:
             await self._wal.wait_for_room()
+        await self._append(key, updates)
+
+    def patch_nowait(self, key: Key, updates: Sequence[Update]) -> asyncio.Future[None] | None:
+        """`patch` without a coroutine, for the node server's hot path: checks and logs at
+        once and returns the durability future, or None when it would have to wait for room
+        in the log (then use `patch`)."""
+        check_updates(updates)
+        if self._wal.full:
+            return None
+        return self._append(key, updates)
+
+    def _append(self, key: Key, updates: Sequence[Update]) -> asyncio.Future[None]:
         self._check_open()
         entry = self._entry(key)
         if entry is None or entry.log is None:
@@ -299,7 +311,7 @@ class DurableEngine:
         kind, payload = encode_op(op)
         lsn, future = self._wal.append(kind, payload)
         self._grow(entry, updates)
-        await self._after_log(op, lsn, future)
+        return self._after_log(op, lsn, future)
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
         if self._wal.full:
@@ -346,6 +358,18 @@ class DurableEngine:
 
     async def get(self, key: Key) -> DocumentChange:
         return (await self._readable(key)).get()
+
+    def get_nowait(self, key: Key) -> DocumentChange | None:
+        """`get` without a coroutine: the answer when the document's writes are all durable
+        (or it is absent: that raises DOCUMENT_NOT_FOUND), None when it would have to wait
+        for durability (then use `get`)."""
+        self._check_open()
+        entry = self._entry(key)
+        if entry is not None and entry.last_lsn > self._wal.durable_lsn:
+            return None
+        if entry is None or entry.log is None:
+            raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
+        return entry.log.get()
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         return (await self._readable(key)).compute(method, seq)

@@ -176,6 +176,7 @@ class Connection:
         self.state = State.HANDSHAKE
         self.peer_name = ""
         self.peer_streams_max = 0
+        self.version = 0  # the negotiated protocol version, once the handshake is complete
         self._nonce = nonce
         self._peer_nonce = b""
         self._step = "hello"  # where the handshake stands
@@ -236,9 +237,11 @@ class Connection:
         """Abandon a stream (either side)."""
         if self.state is not State.READY:
             return
-        if stream in self._open or stream in self._push_send_window:
+        pushes = (self._push_send_window, self._push_receive_window)
+        if stream in self._open or any(stream in windows for windows in pushes):
             self._open.discard(stream)
-            self._push_send_window.pop(stream, None)
+            for windows in pushes:
+                windows.pop(stream, None)
             self._outgoing += encode_frame(FrameType.CANCEL, stream, b"")
 
     def open_push(self) -> int:
@@ -268,8 +271,9 @@ class Connection:
         """Client: the application consumed `increment` bytes of a push stream."""
         if self.state is not State.READY or stream not in self._push_receive_window:
             return
-        self._require(0 < increment < 2**32, "grant increment")
-        self._push_receive_window[stream] += increment
+        window = self._push_receive_window[stream] + increment
+        self._require(increment > 0 and window < 2**32, "grant increment")
+        self._push_receive_window[stream] = window
         self._outgoing += encode_frame(FrameType.WINDOW, stream, _WINDOW.pack(increment))
 
     def go_away(self, info: ErrorInfo, message: str) -> None:
@@ -313,16 +317,20 @@ class Connection:
             return []
         events: list[Event] = []
         try:
-            for frame in self._decoder.feed(data):
-                self._receive_frame(frame, events)
-                if self._closed():
-                    break
+            frames = self._decoder.feed(data)
+            while frames:
+                for frame in frames:
+                    self._receive_frame(frame, events)
+                    if self._closed():
+                        return events
+                frames = self._decoder.feed(b"")  # raises for a bad frame held back behind these
         except FrameError as error:
             info = errors.FRAME_TOO_LARGE if error.code_name == "FRAME_TOO_LARGE" else None
             events.append(self._fail(info or errors.PROTOCOL_ERROR, str(error)))
         except _Violation as violation:
             events.append(self._fail(violation.info, str(violation)))
-        except (msgspec.DecodeError, msgspec.ValidationError, BraidError) as error:
+        except (msgspec.DecodeError, UnicodeDecodeError, BraidError) as error:
+            # msgspec reports a msgpack str that is not UTF-8 as UnicodeDecodeError.
             events.append(self._fail(errors.PROTOCOL_ERROR, f"malformed message: {error}"))
         return events
 
@@ -404,6 +412,7 @@ class Connection:
         self._peer_nonce = hello.nonce
         self._peer_push_window = hello.push_window
         version = min(hello.version_max, config.version_max)
+        self.version = version
         proof = _proof(config.secret, b"braid-server", hello.nonce, self._nonce, config.cluster)
         self._send_handshake(
             schema.Welcome(version, config.cluster, config.name, self._nonce, proof)
@@ -422,6 +431,7 @@ class Connection:
         if len(welcome.nonce) < NONCE_BYTES or not hmac.compare_digest(expected, welcome.proof):
             raise _Violation(errors.AUTH_FAILED, "the server does not know the cluster secret")
         self.peer_name = welcome.name
+        self.version = welcome.version
         proof = _proof(config.secret, b"braid-client", welcome.nonce, self._nonce, config.cluster)
         self._send_handshake(schema.Auth(proof))
         self._step = "ready"
@@ -436,7 +446,7 @@ class Connection:
         self._send_handshake(schema.Ready(config.streams_max, config.frame_bytes_max))
         self.state = State.READY
         self._step = "done"
-        events.append(HandshakeComplete(self.peer_name, schema.PROTOCOL_VERSION, 0))
+        events.append(HandshakeComplete(self.peer_name, self.version, 0))
 
     def _on_ready(self, ready: schema.Ready, events: list[Event]) -> None:
         if ready.streams_max < 1:
@@ -444,7 +454,7 @@ class Connection:
         self.peer_streams_max = ready.streams_max
         self.state = State.READY
         self._step = "done"
-        events.append(HandshakeComplete(self.peer_name, schema.PROTOCOL_VERSION, ready.streams_max))
+        events.append(HandshakeComplete(self.peer_name, self.version, ready.streams_max))
 
     # -- streams ------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ class FrameType(IntEnum):
     REQUEST = 2  # odd stream, client → server; opens the stream
     RESPONSE = 3  # odd stream, server → client; ends the stream
     PUSH = 4  # even stream, server → client; flow controlled
-    WINDOW = 5  # payload: u32 increment; stream 0 = the whole connection
+    WINDOW = 5  # even stream, client → server; payload: u32 increment of its window
     CANCEL = 6  # either side abandons a stream; empty payload
     CONTROL = 7  # stream 0: GoAway, Ping, Pong
 
@@ -82,22 +82,23 @@ class FrameDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Frame]:
-        """Add data; return every frame now complete. Raises FrameError on a bad frame."""
+        """Add data; return every frame now complete. Raises FrameError on a bad frame.
+
+        Frames complete before a bad header are returned first and the bad header stays
+        buffered, so the next call (`feed(b"")` will do) raises: the outcome does not depend
+        on how the bytes were split.
+        """
         self._buffer += data
-        frames = []
+        frames: list[Frame] = []
         position = 0
         buffer = self._buffer
         while len(buffer) - position >= FRAME_HEADER_SIZE:
             length, stream, kind, flags, reserved = FRAME_HEADER.unpack_from(buffer, position)
-            if length > self.frame_bytes_max:
-                raise FrameError(
-                    "FRAME_TOO_LARGE",
-                    f"frame of {length} bytes; the limit is {self.frame_bytes_max}",
-                )
-            if kind not in _FRAME_TYPES:
-                raise FrameError("PROTOCOL_ERROR", f"unknown frame type {kind}")
-            if flags & ~_KNOWN_FLAGS or reserved:
-                raise FrameError("PROTOCOL_ERROR", "reserved frame bits are set")
+            error = self._check_header(length, kind, flags, reserved)
+            if error is not None:
+                if frames:
+                    break  # deliver these; the error is raised by the next call
+                raise error
             end = position + FRAME_HEADER_SIZE + length
             if end > len(buffer):
                 break
@@ -107,3 +108,14 @@ class FrameDecoder:
         if position:
             del buffer[:position]
         return frames
+
+    def _check_header(self, length: int, kind: int, flags: int, reserved: int) -> FrameError | None:
+        if length > self.frame_bytes_max:
+            return FrameError(
+                "FRAME_TOO_LARGE", f"frame of {length} bytes; the limit is {self.frame_bytes_max}"
+            )
+        if kind not in _FRAME_TYPES:
+            return FrameError("PROTOCOL_ERROR", f"unknown frame type {kind}")
+        if flags & ~_KNOWN_FLAGS or reserved:
+            return FrameError("PROTOCOL_ERROR", "reserved frame bits are set")
+        return None

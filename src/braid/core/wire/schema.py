@@ -14,7 +14,8 @@ Versioning rule (checked by tests/unit/test_wire_schema.py):
   answers that stream with UNSUPPORTED_MESSAGE and keeps the connection.
 - The handshake's protocol version changes only for a change to framing or handshake.
 
-Tags: 1-19 handshake, 20-59 requests, 60-99 responses, 100+ pushed stream messages.
+Tags: 1-19 handshake, 20-59 requests, 60-99 responses, 100+ connection control (and, later,
+pushed stream messages).
 """
 
 from __future__ import annotations
@@ -217,7 +218,9 @@ def message_tag(payload: bytes) -> int | None:
     """The tag of an encoded message, or None when the payload is not a tagged array."""
     try:
         value = _peek_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # msgspec reports a str that is not UTF-8 as UnicodeDecodeError, and arrays nested
+        # past its depth limit as RecursionError.
         return None
     if not value or type(value[0]) is not int:
         return None
