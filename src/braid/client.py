@@ -37,6 +37,7 @@ from braid.core.wire.connection import (
     HandshakeComplete,
     ResponseReceived,
     Role,
+    StreamCancelled,
 )
 from braid.errors import BraidError, ErrorInfo
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
@@ -157,6 +158,11 @@ class _Channel(asyncio.Protocol):
                     self.ready.set_result(None)
             elif isinstance(event, GoAwayReceived):
                 self.usable = False  # requests in flight may finish; new ones go elsewhere
+            elif isinstance(event, StreamCancelled):
+                future = self._waiting.pop(event.stream, None)
+                if future is not None and not future.done():
+                    detail = f"{self.address} abandoned the request; it may have been applied"
+                    future.set_exception(BraidError(errors.CONNECTION_LOST, detail))
             elif isinstance(event, ConnectionFailed):
                 self._fail(error_from(event.code, f"{self.address}: {event.message}"))
         self._flush()

@@ -87,26 +87,36 @@ HandshakeMessage = Hello | Welcome | Auth | Ready | Refuse
 
 
 class Initialize(_Message, tag=20, frozen=True):
+    """Create a document (initialize); answered Done or Failure."""
+
     key: Key
     update: Update
 
 
 class Patch(_Message, tag=21, frozen=True):
+    """Append deltas (patch); answered Done once durable, or Failure."""
+
     key: Key
     updates: list[Update]
 
 
 class Get(_Message, tag=22, frozen=True):
+    """Read a document (get); answered Change."""
+
     key: Key
 
 
 class Compute(_Message, tag=23, frozen=True):
+    """HEAD_PATCH or REWIND from seq (compute); answered Change."""
+
     key: Key
     method: ComputeMethod
     seq: int
 
 
 class Snapshot(_Message, tag=24, frozen=True):
+    """Compact a document (snapshot); answered Count (deltas removed)."""
+
     key: Key
     seq: int
     document: str
@@ -114,10 +124,14 @@ class Snapshot(_Message, tag=24, frozen=True):
 
 
 class Delete(_Message, tag=25, frozen=True):
+    """Remove a document (delete); answered Done."""
+
     key: Key
 
 
 class Inventory(_Message, tag=26, frozen=True):
+    """List every document (inventory); answered InventoryList."""
+
     pass
 
 
@@ -145,16 +159,22 @@ class Done(_Message, tag=60, frozen=True):
 
 
 class Change(_Message, tag=61, frozen=True):
+    """A document or a merge patch, the seq it stands at, and the deltas read."""
+
     document: str
     seq: int
     reads: int
 
 
 class Count(_Message, tag=62, frozen=True):
+    """A number: the deltas a snapshot removed."""
+
     count: int
 
 
 class InventoryItem(msgspec.Struct, array_like=True, frozen=True):
+    """One document of an InventoryList."""
+
     key: Key
     seq: int
     deltas: int
@@ -162,10 +182,14 @@ class InventoryItem(msgspec.Struct, array_like=True, frozen=True):
 
 
 class InventoryList(_Message, tag=63, frozen=True):
+    """Every document with its head seq, delta count and size."""
+
     documents: list[InventoryItem]
 
 
 class Located(_Message, tag=64, frozen=True):
+    """Where a key lives: partition, replicas, leader, whether archived."""
+
     partition: int
     replicas: list[str]
     leader: str
