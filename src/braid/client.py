@@ -43,6 +43,7 @@ from braid.errors import BraidError, ErrorInfo
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 
 T = TypeVar("T")
+_SWEEP_SECONDS = 0.05  # how often a connection checks its requests' deadlines
 _NOT_APPLIED = frozenset({errors.OVERLOADED.code, errors.UNREACHABLE.code})
 _READ_ONLY = (schema.Get, schema.Compute, schema.Inventory, schema.Locate)
 
@@ -136,6 +137,8 @@ class _Channel(asyncio.Protocol):
         self.usable = True
         self._loop = asyncio.get_running_loop()
         self._waiting: dict[int, asyncio.Future[schema.Response]] = {}
+        self._deadlines: dict[int, float] = {}  # loop time by which each stream must answer
+        self._sweeper: asyncio.TimerHandle | None = None
         self._room_waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
 
@@ -148,6 +151,7 @@ class _Channel(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         for event in self.connection.receive_data(data):
             if isinstance(event, ResponseReceived):
+                self._deadlines.pop(event.stream, None)
                 future = self._waiting.pop(event.stream, None)
                 if future is not None and not future.done():
                     future.set_result(event.message)
@@ -177,6 +181,10 @@ class _Channel(asyncio.Protocol):
         if not self.ready.done():
             self.ready.set_exception(error)
             self.ready.exception()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._deadlines.clear()
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():
@@ -194,8 +202,11 @@ class _Channel(asyncio.Protocol):
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def submit(self, message: schema.Request) -> tuple[int, asyncio.Future[schema.Response]]:
-        """Send a request; the future gets its response (or the connection's failure).
+    def submit(
+        self, message: schema.Request, deadline: float
+    ) -> tuple[int, asyncio.Future[schema.Response]]:
+        """Send a request; the future gets its response, the connection's failure, or
+        TIMEOUT once `deadline` (loop time) has passed.
 
         The caller must first check `has_room()` (or wait in `wait_for_room()`). Requests
         sent in one loop iteration share one write.
@@ -205,6 +216,9 @@ class _Channel(asyncio.Protocol):
         stream = self.connection.send_request(message)
         future: asyncio.Future[schema.Response] = self._loop.create_future()
         self._waiting[stream] = future
+        self._deadlines[stream] = deadline
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(_SWEEP_SECONDS, self._sweep)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -222,10 +236,27 @@ class _Channel(asyncio.Protocol):
 
     def abandon(self, stream: int) -> None:
         """The caller gave up on a stream (timeout, cancel): tell the server, free the slot."""
+        self._deadlines.pop(stream, None)
         if self._waiting.pop(stream, None) is not None:
             self.connection.cancel(stream)
             self._flush()
             self._wake_room_waiter()
+
+    def _sweep(self) -> None:
+        """Fail requests past their deadline with TIMEOUT. One periodic sweep per
+        connection instead of a timer per request: deadlines are honoured within
+        `_SWEEP_SECONDS`, and a request costs no timer."""
+        self._sweeper = None
+        now = self._loop.time()
+        expired = [stream for stream, deadline in self._deadlines.items() if deadline <= now]
+        for stream in expired:
+            future = self._waiting.get(stream)
+            self.abandon(stream)
+            if future is not None and not future.done():
+                detail = f"no answer from {self.address} in time"
+                future.set_exception(BraidError(errors.TIMEOUT, detail))
+        if self._deadlines and self.usable:
+            self._sweeper = self._loop.call_later(_SWEEP_SECONDS, self._sweep)
 
     def _wake_room_waiter(self) -> None:
         while self._room_waiters:
@@ -347,16 +378,12 @@ class Client:
             channel = await self._before(self._channel(target.leader), deadline, target.leader)
         if not channel.has_room():
             await self._before(channel.wait_for_room(), deadline, target.leader)
-        stream, future = channel.submit(message)
-        # One timer per request (cheaper than a timeout context around the await).
-        timer = loop.call_at(deadline, _expire, future, target.leader)
+        stream, future = channel.submit(message, deadline)
         try:
             response = await future
         except BaseException:
             channel.abandon(stream)  # timed out or cancelled: free the stream on both sides
             raise
-        finally:
-            timer.cancel()
         if isinstance(response, schema.Failure):
             raise error_from(response.code, response.detail)
         return response
@@ -400,11 +427,6 @@ class Client:
             raise BraidError(errors.UNREACHABLE, f"{address}: {error or 'timed out'}") from None
         self._channels[address] = channel
         return channel
-
-
-def _expire(future: asyncio.Future[schema.Response], address: str) -> None:
-    if not future.done():
-        future.set_exception(BraidError(errors.TIMEOUT, f"no answer from {address} in time"))
 
 
 def _change(response: schema.Response) -> DocumentChange:
