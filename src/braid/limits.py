@@ -35,6 +35,7 @@ connection_streams_max = 128  # requests in flight on one connection
 node_requests_max = 2048  # requests in flight on one node, over all connections
 push_window_bytes = 256 * 1024  # unacknowledged pushed bytes per push stream
 handshake_timeout_seconds_max = 5.0
+handshake_frame_bytes_max = 4096  # frames before the handshake completes (unauthenticated)
 shutdown_grace_seconds_max = 10.0  # SIGTERM: time for in-flight requests to finish
 
 assert space_bytes_min <= space_bytes_max
@@ -46,3 +47,4 @@ assert wal_record_payload_bytes_max < wal_segment_bytes
 assert frame_bytes_max > wal_record_payload_bytes_max
 assert connection_streams_max <= node_requests_max
 assert push_window_bytes < frame_bytes_max
+assert handshake_frame_bytes_max < frame_bytes_max

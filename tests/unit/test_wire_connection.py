@@ -43,7 +43,7 @@ from braid.core.wire.frames import (
     FrameType,
     encode_frame,
 )
-from braid.model import Key
+from braid.model import Key, Update
 
 SECRET = b"the cluster secret"
 CLUSTER = "test-cluster"
@@ -875,3 +875,30 @@ def test_byte_at_a_time_session_gives_the_same_events() -> None:
         GoAwayReceived,
     }
     assert not failures(at_once.client_events + at_once.server_events)
+
+
+def test_frames_before_the_handshake_are_held_to_a_few_kib() -> None:
+    """An unauthenticated peer cannot make the server buffer a large frame: a header
+    announcing more than `limits.handshake_frame_bytes_max` before Ready fails the
+    connection with FRAME_TOO_LARGE at once, from the header alone."""
+    server = new_server()
+    header = FRAME_HEADER.pack(limits.handshake_frame_bytes_max + 1, 0, FrameType.HANDSHAKE, 0, 0)
+    events = server.receive_data(header)
+    assert [type(event) for event in events] == [ConnectionFailed]
+    failed = events[0]
+    assert isinstance(failed, ConnectionFailed)
+    assert failed.code == errors.FRAME_TOO_LARGE.code
+    assert server.state is State.CLOSED
+
+
+def test_after_the_handshake_frames_may_reach_the_configured_limit() -> None:
+    """Once Ready, the full frame limit applies: a request larger than the handshake limit
+    is accepted and answered."""
+    pair = ready_pair()
+    big = "x" * (limits.handshake_frame_bytes_max * 4)
+    key = Key("space-one", "doc")
+    update = schema.Initialize(key, Update(1, 1, redo=f'{{"t":"{big}"}}'))
+    stream = pair.client.send_request(update)
+    _, server_events = pair.shuttle()
+    received = [event for event in server_events if isinstance(event, RequestReceived)]
+    assert [event.stream for event in received] == [stream]

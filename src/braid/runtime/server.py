@@ -253,6 +253,14 @@ class _ServerProtocol(asyncio.Protocol):
             return
         task = asyncio.get_running_loop().create_task(self._run(stream, request))
         self.tasks[stream] = task
+        # The slot is given back when the task is done, however it ends: a task cancelled
+        # before it ever ran (a CANCEL in the same read as its request) runs no `finally`.
+        task.add_done_callback(functools.partial(self._task_done, stream))
+
+    def _task_done(self, stream: int, task: asyncio.Task[None]) -> None:
+        self.node.end()
+        if self.tasks.get(stream) is task:
+            del self.tasks[stream]
 
     def _start_fast(self, stream: int, request: schema.Request) -> bool:
         """Patches and gets without a task when the store can answer synchronously (most
@@ -306,9 +314,6 @@ class _ServerProtocol(asyncio.Protocol):
         except Exception as error:  # a bug: report it as INTERNAL, keep the node up
             log.exception("request on stream %d failed", stream)
             response = schema.Failure(errors.INTERNAL.code, f"{type(error).__name__}: {error}")
-        finally:
-            self.node.end()
-            self.tasks.pop(stream, None)
         self._answer(stream, response)
         self.flush_soon()
 

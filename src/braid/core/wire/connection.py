@@ -180,7 +180,9 @@ class Connection:
         self._nonce = nonce
         self._peer_nonce = b""
         self._step = "hello"  # where the handshake stands
-        self._decoder = FrameDecoder(config.frame_bytes_max)
+        # Until the handshake is done, frames are held to a few KiB: an unauthenticated
+        # peer must not make us buffer a maximal frame.
+        self._decoder = FrameDecoder(limits.handshake_frame_bytes_max)
         self._outgoing = bytearray()
         self._open: set[int] = set()  # request streams in flight
         self._next_stream = 1 if role is Role.CLIENT else 2
@@ -445,6 +447,7 @@ class Connection:
             raise _Violation(errors.AUTH_FAILED, "the client does not know the cluster secret")
         self._send_handshake(schema.Ready(config.streams_max, config.frame_bytes_max))
         self.state = State.READY
+        self._decoder.frame_bytes_max = config.frame_bytes_max
         self._step = "done"
         events.append(HandshakeComplete(self.peer_name, self.version, 0))
 
@@ -453,6 +456,7 @@ class Connection:
             raise _Violation(errors.PROTOCOL_ERROR, "Ready with streams_max < 1")
         self.peer_streams_max = ready.streams_max
         self.state = State.READY
+        self._decoder.frame_bytes_max = self.config.frame_bytes_max
         self._step = "done"
         events.append(HandshakeComplete(self.peer_name, self.version, ready.streams_max))
 
