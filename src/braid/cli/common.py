@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -95,14 +96,16 @@ def run_on_server(
     secret_file: Path | None,
     cluster: str,
     action: Callable[[DataService], Awaitable[int]],
+    tls_ca: Path | None = None,
 ) -> int:
     """Connect to the node at `address`, run `action` through the client, disconnect."""
     from braid.cli.serve import load_secret
 
     secret = load_secret(secret_file)
+    tls = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca is not None else None
 
     async def connected() -> int:
-        async with braid.connect([address], secret=secret, cluster=cluster) as client:
+        async with braid.connect([address], secret=secret, cluster=cluster, tls=tls) as client:
             return await action(client)
 
     return asyncio.run(connected())

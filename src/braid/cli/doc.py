@@ -54,6 +54,9 @@ def register(subparsers: Subparsers) -> None:
         "--secret-file", type=Path, help="with --server: the cluster secret (or BRAID_SECRET)"
     )
     common.add_argument("--cluster", default="braid", help="with --server: the cluster id")
+    common.add_argument(
+        "--tls-ca", type=Path, help="with --server: connect with TLS, trusting this CA (PEM)"
+    )
     add_json_flag(common)
     keyed = argparse.ArgumentParser(add_help=False, parents=[common])
     keyed.add_argument("space", metavar="SPACE", help="the document's space, e.g. 'chat'")
@@ -81,7 +84,7 @@ def _handler(action: Action, *, create: bool) -> Callable[[argparse.Namespace], 
             return await action(service, args)
 
         if args.server is not None:
-            return run_on_server(args.server, args.secret_file, args.cluster, bound)
+            return run_on_server(args.server, args.secret_file, args.cluster, bound, args.tls_ca)
         return run_on_store(args.data, bound, create=create)
 
     return handle
