@@ -28,6 +28,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/braid bench engine
+	$(BIN)/braid bench server
 
 docs: $(STAMP)
 	$(BIN)/braid errors --markdown > docs/errors.md
