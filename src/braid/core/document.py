@@ -126,7 +126,10 @@ class DocumentLog:
     def append(self, updates: Sequence[Update]) -> None:
         assert updates[0].seq_begin == self.head + 1
         self.deltas.extend(updates)
-        self.bytes += sum(update_bytes(update) for update in updates)
+        if len(updates) == 1:  # the common case, without a generator
+            self.bytes += update_bytes(updates[0])
+        else:
+            self.bytes += sum(update_bytes(update) for update in updates)
         self._head_cache = None
 
     def apply_fold(self, fold: Fold) -> None:

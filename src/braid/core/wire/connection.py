@@ -475,7 +475,14 @@ class Connection:
             detail = f"more than {self.config.streams_max} requests in flight on one connection"
             self.send_response(stream, _failure(errors.OVERLOADED, detail))
             return
-        tag = schema.message_tag(frame.payload)
+        payload = frame.payload
+        if len(payload) > 1 and payload[0] & 0xF0 == 0x90 and payload[1] in _REQUEST_TAGS:
+            # A fixarray opened by a known request tag (a positive fixint): read the tag from
+            # its byte. The typed decode below validates everything else, failing the same
+            # way the full peek would; other shapes take the full peek.
+            tag: int | None = payload[1]
+        else:
+            tag = schema.message_tag(payload)
         if tag is None:
             raise _Violation(errors.PROTOCOL_ERROR, "request payload is not a message")
         if tag not in _REQUEST_TAGS:
