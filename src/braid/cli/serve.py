@@ -14,11 +14,13 @@ import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIServer
 
 import braid
 from braid import errors, limits
 from braid.client import parse_address, secret_from_environment
 from braid.errors import BraidError
+from braid.runtime.metrics import start_metrics
 from braid.runtime.server import NodeServer, ServerConfig
 from braid.storage.durable import DurableConfig
 
@@ -50,6 +52,11 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     parser.add_argument(
         "--ready-file", type=Path, help="write the bound HOST:PORT here once serving"
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (port 0 picks one)",
     )
     parser.add_argument(
         "--wal-segment-bytes",
@@ -130,7 +137,8 @@ def handle(args: argparse.Namespace) -> int:
             errors.INVALID_ARGUMENT, f"--wal-segment-bytes must be at least {MIN_SEGMENT_BYTES}"
         )
     durable = DurableConfig(segment_bytes=args.wal_segment_bytes)
-    runner = _run(Path(args.data), host, port, config, durable, args.ready_file)
+    metrics = parse_address(args.metrics, allow_any_port=True) if args.metrics else None
+    runner = _run(Path(args.data), host, port, config, durable, args.ready_file, metrics)
     try:
         import uvloop
 
@@ -147,9 +155,11 @@ async def _run(
     config: ServerConfig,
     durable: DurableConfig,
     ready_file: Path | None,
+    metrics: tuple[str, int] | None,
 ) -> None:
     store = await braid.open(data, durable)
     server = NodeServer(store, config)
+    exporter: WSGIServer | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -157,10 +167,17 @@ async def _run(
     try:
         await server.start(host, port)
         print(f"braid serving {data} on {server.address}", file=sys.stderr, flush=True)
+        if metrics is not None:
+            endpoint, _ = start_metrics(metrics[0], metrics[1], server, store)
+            exporter = endpoint
+            where = f"http://{metrics[0]}:{endpoint.server_port}/metrics"
+            print(f"braid metrics on {where}", file=sys.stderr, flush=True)
         if ready_file is not None:
             ready_file.write_text(server.address)
         await stop.wait()
         print("braid: shutting down", file=sys.stderr, flush=True)
         await server.shutdown()
     finally:
+        if exporter is not None:
+            exporter.shutdown()
         await store.close()

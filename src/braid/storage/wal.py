@@ -19,6 +19,7 @@ import contextlib
 import os
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,6 +259,10 @@ class WalWriter:
         self._failure: BaseException | None = None
         self._closing = False
         self._loop = asyncio.get_running_loop()
+        # Plain counters for metrics (read at scrape time; nothing on the hot path but an add).
+        self.records_appended = 0
+        self.batches_synced = 0
+        self.sync_seconds_total = 0.0
         self._flusher = self._loop.create_task(self._flush_loop())
         self._start_spare()
 
@@ -304,6 +309,7 @@ class WalWriter:
             self._buffer_first_lsn = lsn
             self._has_data.set()
         self._buffer += encode_record(lsn, self._open_batch, kind, payload)
+        self.records_appended += 1
         future = self._loop.create_future()
         self._waiters.append(future)
         return lsn, future
@@ -339,6 +345,7 @@ class WalWriter:
             self._syncing, self._waiters = self._waiters, []
             self._buffer = bytearray()
             self._drained.set()
+            started = time.perf_counter()
             try:
                 if self._inline(data):
                     self._write_batch(data, first_lsn, batch)
@@ -347,6 +354,8 @@ class WalWriter:
             except BaseException as error:  # any failure is fatal for the log
                 self._fail(error)
                 return
+            self.sync_seconds_total += time.perf_counter() - started
+            self.batches_synced += 1
             self.durable_lsn = marker_lsn
             waiters, self._syncing = self._syncing, []
             for future in waiters:

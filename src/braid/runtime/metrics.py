@@ -1,0 +1,85 @@
+"""Prometheus metrics for a node: `braid serve --metrics HOST:PORT` serves /metrics.
+
+The node and its store keep plain counters (an integer add on the hot path, nothing more);
+a custom collector reads them when Prometheus scrapes. The HTTP endpoint runs in its own
+daemon thread on its own port: it is for operators, never on the data path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from braid import errors
+from braid.runtime.server import NodeServer
+from braid.storage.router import Store
+
+# (name, help, is a counter) for each figure of DurableEngine.figures()
+_STORE_FIGURES = {
+    "wal_records_total": ("Records appended to the write-ahead log.", True),
+    "wal_batches_total": ("Group commits written and fsync'd.", True),
+    "wal_sync_seconds_total": ("Seconds spent writing and fsyncing log batches.", True),
+    "wal_segments": ("Log segment files held (not yet released).", False),
+    "wal_durable_lsn": ("Highest log sequence number known durable.", False),
+    "checkpoints_total": ("Checkpoints of the log into the applied state.", True),
+    "checkpoint_seconds_total": ("Seconds spent in checkpoints.", True),
+    "applied_lsn": ("Log sequence number the applied state is checkpointed through.", False),
+    "pending_operations": ("Durable operations waiting for a checkpoint.", False),
+    "cached_documents": ("Documents held in the memory cache.", False),
+    "cached_bytes": ("Approximate bytes of cached documents.", False),
+}
+
+
+class NodeCollector(Collector):
+    def __init__(self, node: NodeServer, store: Store) -> None:
+        self._node = node
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._node.stats
+        yield CounterMetricFamily("braid_requests", "Requests received.", value=stats.requests)
+        yield CounterMetricFamily(
+            "braid_overloaded", "Requests refused with OVERLOADED.", value=stats.overloaded
+        )
+        yield GaugeMetricFamily(
+            "braid_requests_in_flight", "Requests being served.", value=stats.in_flight
+        )
+        yield CounterMetricFamily(
+            "braid_connections_accepted", "Connections accepted.", value=stats.connections_accepted
+        )
+        yield GaugeMetricFamily(
+            "braid_connections_open", "Connections open.", value=stats.connections_open
+        )
+        yield CounterMetricFamily(
+            "braid_protocol_failures",
+            "Connections closed because the peer broke the protocol.",
+            value=stats.protocol_failures,
+        )
+        failures = CounterMetricFamily(
+            "braid_request_failures",
+            "Requests answered with an error, by code.",
+            labels=["code", "name"],
+        )
+        for code, count in sorted(stats.by_code.items()):
+            info = errors.lookup(code)
+            failures.add_metric([str(code), info.name if info else "UNKNOWN"], count)
+        yield failures
+        for figure, value in self._store.durable.figures().items():
+            documentation, counter = _STORE_FIGURES[figure]
+            name = "braid_" + figure.removesuffix("_total")
+            family = CounterMetricFamily if counter else GaugeMetricFamily
+            yield family(name, documentation, value=value)
+
+
+def start_metrics(
+    host: str, port: int, node: NodeServer, store: Store
+) -> tuple[WSGIServer, threading.Thread]:
+    """Serve /metrics on host:port (port 0 picks one: read `server.server_port`)."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(NodeCollector(node, store))
+    return start_http_server(port, addr=host, registry=registry)
