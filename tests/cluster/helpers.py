@@ -26,15 +26,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from braid import errors
+import braid
+from braid import errors, limits
+from braid.client import Client
 from braid.core.wire import schema
 from braid.core.wire.connection import NONCE_BYTES
 from braid.core.wire.frames import Frame, FrameDecoder, FrameType, encode_frame
-from braid.model import Update
+from braid.errors import BraidError
+from braid.model import Key, Update
 
 HOST = "127.0.0.1"  # the only address these tests ever use
 SECRET = "cluster-test-secret"
@@ -479,3 +483,116 @@ class RawPeer:
     @staticmethod
     def cancel(stream: int) -> bytes:
         return encode_frame(FrameType.CANCEL, stream, b"")
+
+
+# -- shared by the test_server_* files ------------------------------------------------
+
+T = TypeVar("T")
+
+SEED = 20_251_121
+SLACK_SECONDS = 0.75  # how far past its timeout a failing call may return
+RSS_GROWTH_BYTES_MAX = 100 * 1024 * 1024
+GRACE_SECONDS = limits.shutdown_grace_seconds_max  # the server's default grace period
+RETRYABLE_NETWORK_CODES = frozenset(
+    info.code
+    for info in (
+        errors.CONNECTION_LOST,
+        errors.TIMEOUT,
+        errors.UNREACHABLE,
+        errors.SHUTTING_DOWN,
+        errors.OVERLOADED,
+    )
+)
+
+
+async def connect(address: str, timeout: float) -> Client:
+    return await braid.connect([address], secret=SECRET, timeout=timeout)
+
+
+def code_name(code: int) -> str:
+    info = errors.lookup(code)
+    return info.name if info is not None else str(code)
+
+
+def expect(condition: bool, message: Callable[[], str]) -> None:
+    """assert, with a message built only on failure."""
+    if not condition:
+        raise AssertionError(message())
+
+
+IDLE_SECONDS = 0.25  # a connection the server neither answers nor closes is left after this
+
+
+@dataclass
+class Call:
+    operation: str
+    seconds: float
+    code: int  # 0: success
+
+
+@dataclass
+class Writer:
+    """Patches and reads one document through the shared client, checking every answer.
+
+    `acked` is the last acknowledged seq: it must never be lost. `attempted` is the
+    highest seq ever sent: nothing above it may appear. A patch that failed retryably may
+    or may not have been applied, so the next read resynchronises; every document read
+    must be exactly the merge of redos 1..seq (`document_at`).
+    """
+
+    key: Key
+    acked: int = 1
+    attempted: int = 1
+    head: int | None = 1  # known head seq; None after an ambiguous failure
+    head_unacknowledged: bool = False  # head came from a read of an unacknowledged patch
+    calls: list[Call] = field(default_factory=list)
+
+    async def timed(self, operation: str, call: Awaitable[T]) -> T:
+        """Await a client call, recording how long it took and how it ended."""
+        started = time.monotonic()
+        try:
+            result = await call
+        except BraidError as error:
+            self.calls.append(Call(operation, time.monotonic() - started, error.code))
+            raise
+        self.calls.append(Call(operation, time.monotonic() - started, 0))
+        return result
+
+    async def read(self, client: Client) -> None:
+        try:
+            change = await self.timed("get", client.get(self.key))
+        except BraidError as error:
+            assert error.retryable and error.code in RETRYABLE_NETWORK_CODES, error
+            return
+        assert self.acked <= change.seq <= self.attempted, (self.key, change.seq, self)
+        assert json.loads(change.document) == document_at(change.seq), (self.key, change)
+        self.head = change.seq
+        self.head_unacknowledged = change.seq > self.acked
+
+    async def write(self, client: Client) -> None:
+        assert self.head is not None
+        seq = self.head + 1
+        self.attempted = max(self.attempted, seq)
+        try:
+            await self.timed("patch", client.patch(self.key, [update_for(seq)]))
+        except BraidError as error:
+            self.head = None
+            if error.code == errors.HEAD_SEQ_OFF.code:
+                # Only when the head we built on was read but never acknowledged (and then
+                # lost with the process): not a wrong answer, a resync.
+                assert self.head_unacknowledged, error
+                return
+            assert error.retryable and error.code in RETRYABLE_NETWORK_CODES, error
+            return
+        self.acked = self.head = seq
+
+    async def run(self, client: Client, stop: asyncio.Event, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        for _ in range(1_000_000):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            if self.head is not None:
+                await self.write(client)
+            await self.read(client)
+            if self.calls[-1].code:
+                await asyncio.sleep(0.01)  # the server is down: do not spin
