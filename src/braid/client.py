@@ -44,6 +44,7 @@ from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 
 T = TypeVar("T")
 _SWEEP_SECONDS = 0.05  # how often a connection checks its requests' deadlines
+_REQUESTS_PER_WRITE = 16  # requests coalesced into one write at most (pipelining)
 _NOT_APPLIED = frozenset({errors.OVERLOADED.code, errors.UNREACHABLE.code})
 _READ_ONLY = (schema.Get, schema.Compute, schema.Inventory, schema.Locate)
 
@@ -141,6 +142,7 @@ class _Channel(asyncio.Protocol):
         self._sweeper: asyncio.TimerHandle | None = None
         self._room_waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
+        self._unflushed = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -198,6 +200,7 @@ class _Channel(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._unflushed = 0
         data = self.connection.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -219,7 +222,10 @@ class _Channel(asyncio.Protocol):
         self._deadlines[stream] = deadline
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(_SWEEP_SECONDS, self._sweep)
-        if not self._flush_scheduled:
+        self._unflushed += 1
+        if self._unflushed >= _REQUESTS_PER_WRITE:
+            self._flush()  # the node can start on these while we prepare the rest
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
         return stream, future
