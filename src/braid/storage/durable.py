@@ -115,7 +115,6 @@ class DurableEngine:
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._checkpoint_timer: asyncio.TimerHandle | None = None
         self._checkpoint_lock = asyncio.Lock()
-        self._oldest_pending = 0.0
         self.checkpoints = 0
         self.checkpoint_seconds_total = 0.0
         applied: AppliedState | None = None
@@ -141,7 +140,7 @@ class DurableEngine:
 
     def _recover(self, wal_directory: Path) -> OpenReport:
         wal_directory.mkdir(exist_ok=True)
-        analysis = analyze_log(wal_directory, self.config.segment_bytes)
+        analysis = analyze_log(wal_directory)
         raise_if_corrupt(analysis)
         repaired = analysis.verdict == "torn"
         detail = analysis.detail
@@ -262,8 +261,6 @@ class DurableEngine:
     def _note_pending(self, op: Op, lsn: int) -> None:
         entry = self._cache[op.key]
         entry.last_lsn = lsn
-        if not self._pending_ops:
-            self._oldest_pending = time.monotonic()
         self._pending_ops.append((lsn, op))
 
     def _after_log(self, op: Op, lsn: int, future: asyncio.Future[None]) -> asyncio.Future[None]:
@@ -347,15 +344,25 @@ class DurableEngine:
 
     # -- reads --------------------------------------------------------------------------------
 
-    async def _readable(self, key: Key) -> DocumentLog:
+    def _readable_now(self, key: Key, *, settled: bool = True) -> DocumentLog | None:
+        """The document; with `settled`, None while a write to it is still syncing (never
+        hand out what a crash could take back). Raises DOCUMENT_NOT_FOUND when absent."""
         self._check_open()
         entry = self._entry(key)
-        if entry is not None and entry.last_lsn > self._wal.durable_lsn:
-            await self._wal.sync()  # never hand out what a crash could take back
-            entry = self._entry(key)
+        if settled and entry is not None and entry.last_lsn > self._wal.durable_lsn:
+            return None
         if entry is None or entry.log is None:
             raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
         return entry.log
+
+    async def _readable(self, key: Key) -> DocumentLog:
+        log = self._readable_now(key)
+        if log is None:
+            await self._wal.sync()
+            # Writes made while we waited are not this read's to wait for.
+            log = self._readable_now(key, settled=False)
+            assert log is not None
+        return log
 
     async def get(self, key: Key) -> DocumentChange:
         return (await self._readable(key)).get()
@@ -364,13 +371,8 @@ class DurableEngine:
         """`get` without a coroutine: the answer when the document's writes are all durable
         (or it is absent: that raises DOCUMENT_NOT_FOUND), None when it would have to wait
         for durability (then use `get`)."""
-        self._check_open()
-        entry = self._entry(key)
-        if entry is not None and entry.last_lsn > self._wal.durable_lsn:
-            return None
-        if entry is None or entry.log is None:
-            raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
-        return entry.log.get()
+        log = self._readable_now(key)
+        return None if log is None else log.get()
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         return (await self._readable(key)).compute(method, seq)
@@ -481,8 +483,6 @@ class DurableEngine:
         del self._pending_ops[:count]
         self._applied_through = through
         self.checkpoints += 1
-        if self._pending_ops:
-            self._oldest_pending = time.monotonic()
         if not self._wal.failed:
             await self._wal.release_through(through)
         self._evict()

@@ -91,7 +91,7 @@ class LogAnalysis:
     discard_segments: list[Path] = field(default_factory=list)  # after a torn tail
 
 
-def analyze_log(directory: Path, segment_bytes: int = limits.wal_segment_bytes) -> LogAnalysis:
+def analyze_log(directory: Path) -> LogAnalysis:
     """Scan every segment without changing anything."""
     analysis = LogAnalysis()
     segments = list_segments(directory)
