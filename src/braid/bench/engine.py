@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import shutil
@@ -34,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import braid
+from braid.bench.common import percentile, run_and_report, run_loop
 from braid.core.document import check_updates
 from braid.errors import HEAD_SEQ_OFF, BraidError
 from braid.model import Key, Update
@@ -94,13 +94,7 @@ def measure_fsync(directory: Path, samples: int = 200) -> tuple[float, float]:
     finally:
         os.close(fd)
         path.unlink()
-    return _percentile(latencies, 50) * 1000, _percentile(latencies, 99) * 1000
-
-
-def _percentile(values: Sequence[float], percent: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, round(percent / 100 * (len(ordered) - 1)))
-    return ordered[index]
+    return percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
 
 
 # -- the shared driver ---------------------------------------------------------------------------
@@ -135,8 +129,8 @@ def _result(system: str, writers: int, ops: int, elapsed: float, lat: list[float
         ops,
         round(elapsed, 3),
         round(ops / elapsed, 1),
-        round(_percentile(lat, 50) * 1000, 3),
-        round(_percentile(lat, 99) * 1000, 3),
+        round(percentile(lat, 50) * 1000, 3),
+        round(percentile(lat, 99) * 1000, 3),
     )
 
 
@@ -254,7 +248,7 @@ def run(
         for index in range(runs):
             order = ("braid", "sqlite") if index % 2 == 0 else ("sqlite", "braid")
             for system in order:
-                result = _run_loop(_one(system, root, writers, seconds), use_uvloop)
+                result = run_loop(_one(system, root, writers, seconds), use_uvloop)
                 summaries.setdefault((system, writers), Summary(system, writers)).runs.append(
                     result
                 )
@@ -264,14 +258,6 @@ def run(
                     f"p99 {result.p99_ms:.3f} ms"
                 )
     return _report(summaries, writer_counts, fsync_p50, fsync_p99, seconds, runs, use_uvloop)
-
-
-def _run_loop(coroutine: Awaitable[RunResult], use_uvloop: bool) -> RunResult:
-    if use_uvloop:
-        import uvloop
-
-        return uvloop.run(coroutine)  # type: ignore[arg-type]
-    return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
 def _report(
@@ -366,15 +352,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.seconds <= 0 or args.runs < 1 or any(count < 1 for count in args.writers):
         raise SystemExit("--seconds must be > 0, --runs >= 1, writer counts >= 1")
-    root = Path(tempfile.mkdtemp(prefix="braid-bench-", dir=args.dir))
-    try:
-        report = run(args.writers, args.seconds, args.runs, root, not args.asyncio)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print_table(report)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
+    return run_and_report(
+        "braid-bench-",
+        args.dir,
+        args.out,
+        lambda root: run(args.writers, args.seconds, args.runs, root, not args.asyncio),
+        print_table,
+    )
 
 
 if __name__ == "__main__":

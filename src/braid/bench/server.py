@@ -17,34 +17,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import braid
+from braid.bench.common import percentile, run_and_report, run_loop
 from braid.bench.engine import make_delta, measure_fsync
 from braid.core.wire import schema
 from braid.core.wire.frames import FRAME_HEADER, FRAME_HEADER_SIZE, FrameType, encode_frame
 from braid.model import Key, Update
 
 IN_FLIGHT = (1, 16, 64)
-R = TypeVar("R")
 SECRET = "bench-secret"
-
-
-def _percentile(values: list[float], percent: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(percent / 100 * (len(ordered) - 1)))]
 
 
 def _start(arguments: list[str], ready: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -174,8 +165,8 @@ async def _drive(
     elapsed = clock() - start
     return (
         len(latencies) / elapsed,
-        _percentile(latencies, 50) * 1000,
-        _percentile(latencies, 99) * 1000,
+        percentile(latencies, 50) * 1000,
+        percentile(latencies, 99) * 1000,
     )
 
 
@@ -209,12 +200,6 @@ def _sizes() -> tuple[int, int]:
     return len(request), len(schema.encode(schema.Done()))
 
 
-def _run_loop(coroutine: Awaitable[R]) -> R:
-    import uvloop
-
-    return uvloop.run(coroutine)  # type: ignore[arg-type]
-
-
 def run(in_flight_counts: list[int], seconds: float, runs: int, root: Path) -> dict[str, object]:
     fsync_p50, fsync_p99 = measure_fsync(root)
     print(f"fsync floor: p50 {fsync_p50:.3f} ms, p99 {fsync_p99:.3f} ms")
@@ -243,10 +228,10 @@ def run(in_flight_counts: list[int], seconds: float, runs: int, root: Path) -> d
         for count in in_flight_counts:
             samples = []
             for index in range(runs):
-                echo_rate, echo_p50, echo_p99 = _run_loop(
+                echo_rate, echo_p50, echo_p99 = run_loop(
                     _echo_load(echo_address, request_bytes, count, seconds)
                 )
-                measured = _run_loop(_braid_load(address, count, seconds, index))
+                measured = run_loop(_braid_load(address, count, seconds, index))
                 measured.update(
                     echo_ops_per_second=round(echo_rate, 1),
                     echo_p50_ms=round(echo_p50, 3),
@@ -335,15 +320,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.seconds <= 0 or args.runs < 1 or any(count < 1 for count in args.in_flight):
         raise SystemExit("--seconds must be > 0, --runs >= 1, in-flight counts >= 1")
-    root = Path(tempfile.mkdtemp(prefix="braid-bench-server-", dir=args.dir))
-    try:
-        report = run(args.in_flight, args.seconds, args.runs, root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print_table(report)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
+    return run_and_report(
+        "braid-bench-server-",
+        args.dir,
+        args.out,
+        lambda root: run(args.in_flight, args.seconds, args.runs, root),
+        print_table,
+    )
 
 
 if __name__ == "__main__":
