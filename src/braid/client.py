@@ -62,6 +62,10 @@ class Target:
 class Locator(Protocol):
     async def locate(self, key: Key | None) -> Target: ...
 
+    def cached(self, key: Key | None) -> Target | None:
+        """The answer `locate` would give, when it is known without waiting; else None."""
+        ...
+
     def invalidate(self, key: Key | None, hint: str | None = None) -> None: ...
 
 
@@ -76,6 +80,9 @@ class StaticLocator:
         self._target = Target(0, tuple(addresses), addresses[0])
 
     async def locate(self, key: Key | None) -> Target:
+        return self._target
+
+    def cached(self, key: Key | None) -> Target | None:
         return self._target
 
     def invalidate(self, key: Key | None, hint: str | None = None) -> None:
@@ -356,13 +363,27 @@ class Client:
             raise BraidError(errors.INVALID_KEY, f"expected braid.Key, got {type(key).__name__}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.timeout_seconds
-        read_only = isinstance(message, _READ_ONLY)
         attempt = 0
         while True:
             try:
-                return await self._attempt(key, message, deadline)
+                # One coroutine for the common case (route known, connection up with room):
+                # the ordinary path's extra awaits measured ~10% of the client's CPU per call.
+                channel = self._ready_channel(key)
+                if channel is None:
+                    channel = await self._route(key, deadline)
+                stream, future = channel.submit(message, deadline)
+                try:
+                    response = await future
+                except BaseException:
+                    channel.abandon(stream)  # timed out or cancelled: free the stream
+                    raise
+                if isinstance(response, schema.Failure):
+                    raise error_from(response.code, response.detail)
+                return response
             except BraidError as error:
-                retry = error.retryable and (read_only or error.code in _NOT_APPLIED)
+                retry = error.retryable and (
+                    isinstance(message, _READ_ONLY) or error.code in _NOT_APPLIED
+                )
                 delay = self._backoff(attempt)
                 if not retry or attempt >= self.config.retries_max:
                     raise
@@ -372,11 +393,19 @@ class Client:
                 self.locator.invalidate(key)
                 await asyncio.sleep(delay)
 
-    async def _attempt(
-        self, key: Key | None, message: schema.Request, deadline: float
-    ) -> schema.Response:
-        loop = asyncio.get_running_loop()
-        if deadline <= loop.time():
+    def _ready_channel(self, key: Key | None) -> _Channel | None:
+        """The connection to send on now, if the route is known and it is up with room."""
+        target = self.locator.cached(key)
+        if target is None:
+            return None
+        channel = self._channels.get(target.leader)
+        if channel is None or not channel.usable or not channel.has_room():
+            return None
+        return channel
+
+    async def _route(self, key: Key | None, deadline: float) -> _Channel:
+        """Locate the key's leader, connect to it if needed, and wait for room there."""
+        if deadline <= asyncio.get_running_loop().time():
             raise BraidError(errors.TIMEOUT, f"no answer within {self.config.timeout_seconds} s")
         target = await self.locator.locate(key)
         channel = self._channels.get(target.leader)
@@ -384,15 +413,7 @@ class Client:
             channel = await self._before(self._channel(target.leader), deadline, target.leader)
         if not channel.has_room():
             await self._before(channel.wait_for_room(), deadline, target.leader)
-        stream, future = channel.submit(message, deadline)
-        try:
-            response = await future
-        except BaseException:
-            channel.abandon(stream)  # timed out or cancelled: free the stream on both sides
-            raise
-        if isinstance(response, schema.Failure):
-            raise error_from(response.code, response.detail)
-        return response
+        return channel
 
     async def _before(self, awaitable: Awaitable[T], deadline: float, address: str) -> T:
         try:

@@ -86,25 +86,29 @@ async def test_open_without_create_reports_a_missing_store(tmp_path: Path) -> No
     assert not (tmp_path / "absent").exists()
 
 
+@pytest.mark.parametrize("reached_file", [True, False], ids=["sync-failed", "write-failed"])
 async def test_failed_fsync_is_fatal_and_loses_nothing_acknowledged(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reached_file: bool
 ) -> None:
-    """A failed fdatasync fails the waiting write with WAL_FAILED, every later write and read
-    is refused (no retry after fsyncgate), and reopening shows exactly the acknowledged
-    writes."""
+    """A log write whose sync fails (segments are written with O_DSYNC, so the write itself
+    reports it, whether or not its bytes reached the file) fails the waiting write with
+    WAL_FAILED; every later write and read is refused (no retry after fsyncgate), and
+    reopening shows exactly the acknowledged writes."""
     engine = await DurableEngine.open(tmp_path)
     key = braid.Key("space-one", "doc")
     await fill(engine, key, 3)
-    real_fdatasync = os.fdatasync
+    real_pwrite = os.pwrite
 
-    def failing(fd: int) -> None:
+    def failing(fd: int, data: bytes | memoryview, offset: int) -> int:
+        if reached_file:
+            real_pwrite(fd, data, offset)
         raise OSError(errno.EIO, "injected I/O error")
 
-    monkeypatch.setattr(os, "fdatasync", failing)
+    monkeypatch.setattr(os, "pwrite", failing)
     with pytest.raises(BraidError) as caught:
         await engine.patch(key, [delta(4)])
     assert caught.value.name == "WAL_FAILED"
-    monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
     with pytest.raises(BraidError) as later:
         await engine.patch(key, [delta(4)])
     assert later.value.name == "WAL_FAILED"
@@ -114,7 +118,7 @@ async def test_failed_fsync_is_fatal_and_loses_nothing_acknowledged(
     await engine.close()
     reopened = await DurableEngine.open(tmp_path)
     change = await reopened.get(key)
-    assert change.seq in (3, 4)  # 4 reached the page cache but was never acknowledged
+    assert change.seq == (4 if reached_file else 3)  # 4 was written, never acknowledged
     await reopened.close()
 
 

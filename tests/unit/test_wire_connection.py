@@ -165,6 +165,11 @@ def handshake_frame(message: schema.HandshakeMessage, stream: int = 0) -> bytes:
     return encode_frame(FrameType.HANDSHAKE, stream, schema.encode(message))
 
 
+def received(stream: int, message: schema.Request) -> RequestReceived:
+    """The event for `message` arriving on `stream`, encoded as our own encoder does."""
+    return RequestReceived(stream, message, schema.encode(message))
+
+
 def request_frame(stream: int, message: schema.Request) -> bytes:
     return encode_frame(FrameType.REQUEST, stream, schema.encode(message))
 
@@ -438,7 +443,7 @@ def test_requests_multiplexed_and_answered_out_of_order() -> None:
     assert pair.client.in_flight == 3
     _, server_events = pair.shuttle()
     assert server_events == [
-        RequestReceived(stream, message) for stream, message in zip(streams, requests, strict=True)
+        received(stream, message) for stream, message in zip(streams, requests, strict=True)
     ]
     answers = {
         5: schema.InventoryList([schema.InventoryItem(KEY_A, 2, 2, 10)]),
@@ -462,7 +467,7 @@ def test_requests_past_streams_max_are_answered_overloaded() -> None:
     events: list[Event] = []
     for stream in (1, 3, 5, 7):
         events += server.receive_data(request_frame(stream, schema.Get(KEY_A)))
-    assert events == [RequestReceived(1, schema.Get(KEY_A)), RequestReceived(3, schema.Get(KEY_A))]
+    assert events == [received(1, schema.Get(KEY_A)), received(3, schema.Get(KEY_A))]
     answers = [(frame.stream, message) for frame, message in sent(server)]
     assert [stream for stream, _ in answers] == [5, 7]
     for _, message in answers:
@@ -472,7 +477,7 @@ def test_requests_past_streams_max_are_answered_overloaded() -> None:
     server.send_response(1, schema.Done())
     sent(server)
     assert server.receive_data(request_frame(9, schema.Get(KEY_B))) == [
-        RequestReceived(9, schema.Get(KEY_B))
+        received(9, schema.Get(KEY_B))
     ]
     assert server.in_flight == 2
 
@@ -509,7 +514,7 @@ def test_unknown_request_tag_is_answered_unsupported() -> None:
     assert isinstance(response.message, schema.Failure)
     assert response.message.code == errors.UNSUPPORTED_MESSAGE.code
     next_stream = pair.client.send_request(GET_A)
-    assert pair.shuttle()[1] == [RequestReceived(next_stream, GET_A)]
+    assert pair.shuttle()[1] == [received(next_stream, GET_A)]
 
 
 @pytest.mark.parametrize(
@@ -530,7 +535,7 @@ def test_request_with_an_invalid_key_is_answered_with_its_code(key: list[str], c
     assert isinstance(response.message, schema.Failure)
     assert response.message.code == code
     next_stream = pair.client.send_request(GET_A)
-    assert pair.shuttle()[1] == [RequestReceived(next_stream, GET_A)]
+    assert pair.shuttle()[1] == [received(next_stream, GET_A)]
 
 
 @pytest.mark.parametrize(

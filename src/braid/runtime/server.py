@@ -73,6 +73,22 @@ class ServerStats:
 
 Handler = Callable[[DataService, schema.Request, str], Awaitable[schema.Response]]
 
+_DONE = schema.Done()
+_PATCH_HEAD = bytes((0x93, int(str(schema.Patch.__struct_config__.tag))))
+
+
+def patch_record(payload: bytes) -> bytes | None:
+    """The log record of a Patch request, cut from the request's bytes.
+
+    The request is the msgpack array [tag, key, updates] and the record (`PatchOp`) the
+    array [key, updates]: the same bytes without the tag, under a 2-element array header.
+    Reusing them saves encoding every update again. None when the request has another
+    shape (a newer peer's extra fields): then the store encodes the record itself.
+    """
+    if payload[:2] == _PATCH_HEAD:
+        return b"\x92" + payload[2:]
+    return None
+
 
 async def execute(service: DataService, request: schema.Request, address: str) -> schema.Response:
     """Run one request against the store and express the outcome as a response."""
@@ -229,7 +245,7 @@ class _ServerProtocol(asyncio.Protocol):
                 asyncio.get_running_loop().call_soon(self._resume)
                 break
             if isinstance(event, RequestReceived):
-                self._start(event.stream, event.message)
+                self._start(event.stream, event.message, event.payload)
             elif isinstance(event, StreamCancelled):
                 task = self.tasks.pop(event.stream, None)
                 if task is not None:
@@ -270,14 +286,14 @@ class _ServerProtocol(asyncio.Protocol):
 
     # -- requests -----------------------------------------------------------------------
 
-    def _start(self, stream: int, request: schema.Request) -> None:
+    def _start(self, stream: int, request: schema.Request, payload: bytes) -> None:
         node = self.node
         node.stats.requests += 1
         if not node.begin():
             detail = f"node has {node.config.node_requests_max} requests in flight"
             self._answer(stream, schema.Failure(errors.OVERLOADED.code, detail))
             return
-        if self._start_fast(stream, request):
+        if self._start_fast(stream, request, payload):
             return
         task = asyncio.get_running_loop().create_task(self._run(stream, request))
         self.tasks[stream] = task
@@ -290,14 +306,14 @@ class _ServerProtocol(asyncio.Protocol):
         if self.tasks.get(stream) is task:
             del self.tasks[stream]
 
-    def _start_fast(self, stream: int, request: schema.Request) -> bool:
+    def _start_fast(self, stream: int, request: schema.Request, payload: bytes) -> bool:
         """Patches and gets without a task when the store can answer synchronously (most
         of the time): a task and two coroutine frames per request measured about a fifth
         of the node's CPU per patch. Returns False to take the ordinary path."""
         service = self.node.service
         try:
             if isinstance(request, schema.Patch) and isinstance(service, Store):
-                future = service.patch_nowait(request.key, request.updates)
+                future = service.patch_nowait(request.key, request.updates, patch_record(payload))
                 if future is None:
                     return False
                 future.add_done_callback(functools.partial(self._patched, stream))
@@ -322,7 +338,7 @@ class _ServerProtocol(asyncio.Protocol):
             assert isinstance(error, BraidError), error
             response = schema.Failure(error.code, error.detail)
         else:
-            response = schema.Done()
+            response = _DONE
         self._finish(stream, response)
 
     def _finish(self, stream: int, response: schema.Response) -> None:

@@ -290,26 +290,42 @@ class DurableEngine:
             await self._wal.wait_for_room()
         await self._append(key, updates)
 
-    def patch_nowait(self, key: Key, updates: Sequence[Update]) -> asyncio.Future[None] | None:
+    def patch_nowait(
+        self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
+    ) -> asyncio.Future[None] | None:
         """`patch` without a coroutine, for the node server's hot path: checks and logs at
         once and returns the durability future, or None when it would have to wait for room
-        in the log (then use `patch`)."""
+        in the log (then use `patch`).
+
+        `encoded`, when given, is `PatchOp(key, updates)` already encoded (the node cuts it
+        from the request's bytes): it is logged as is instead of encoding the updates again.
+        """
         check_updates(updates)
         if self._wal.full:
             return None
-        return self._append(key, updates)
+        return self._append(key, updates, encoded)
 
-    def _append(self, key: Key, updates: Sequence[Update]) -> asyncio.Future[None]:
+    def _append(
+        self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
+    ) -> asyncio.Future[None]:
         self._check_open()
         entry = self._entry(key)
         if entry is None or entry.log is None:
             raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
         entry.log.check_patch(updates)
-        op = PatchOp(key, list(updates))
-        kind, payload = encode_op(op)
-        lsn, future = self._wal.append(kind, payload)
+        op = PatchOp(key, tuple(updates))
+        if encoded is None:
+            encoded = encode_op(op)[1]
+        lsn, future = self._wal.append(RecordType.PATCH, encoded)
         self._grow(entry, updates)
-        return self._after_log(op, lsn, future)
+        # _after_log, unrolled for the hot path: the entry is at hand, and a checkpoint
+        # only needs a look once one is due or no timer is set.
+        entry.last_lsn = lsn
+        pending = self._pending_ops
+        pending.append((lsn, op))
+        if len(pending) >= self.config.checkpoint_records or self._checkpoint_timer is None:
+            self._maybe_checkpoint()
+        return future
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
         if self._wal.full:

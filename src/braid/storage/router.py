@@ -48,9 +48,11 @@ class Store:
     # The node server's hot path: answers without a coroutine where the engine can (the
     # durable engine), None where it cannot (then the server awaits the ordinary method).
 
-    def patch_nowait(self, key: Key, updates: Sequence[Update]) -> asyncio.Future[None] | None:
+    def patch_nowait(
+        self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
+    ) -> asyncio.Future[None] | None:
         engine = self._engine(key)
-        return engine.patch_nowait(key, updates) if engine is self.durable else None
+        return engine.patch_nowait(key, updates, encoded) if engine is self.durable else None
 
     def get_nowait(self, key: Key) -> DocumentChange | None:
         engine = self._engine(key)

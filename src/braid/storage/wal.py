@@ -15,6 +15,7 @@ may have dropped dirty pages; retrying could report success for data that is gon
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import re
@@ -42,6 +43,11 @@ from braid.errors import RECORD_TOO_LARGE, WAL_CORRUPT, WAL_FAILED, BraidError
 _SEGMENT_NAME = re.compile(r"seg-(\d{8})\.wal")
 _SPARE_NAME = "spare.tmp"
 _ZEROS = bytes(1 << 20)
+# Segments are written with O_DSYNC: each write returns once its data is durable, as a write
+# followed by fdatasync would, but in one system call. The writer thread then gives up and
+# retakes the interpreter lock once per batch instead of twice (each retake waits for the
+# event loop's thread to let go of it).
+_SEGMENT_FLAGS = os.O_RDWR | os.O_DSYNC
 
 
 def segment_path(directory: Path, index: int) -> Path:
@@ -218,8 +224,27 @@ class _Segment:
     first_lsn: int
 
 
+@dataclass
+class _Batch:
+    """A sealed batch: its bytes (records + commit marker) and one future per record."""
+
+    number: int
+    first_lsn: int
+    marker_lsn: int
+    data: bytes
+    waiters: list[asyncio.Future[None]]
+
+
 class WalWriter:
-    """Appends records to the log with group commit. Use from one event loop thread."""
+    """Appends records to the log with group commit.
+
+    `append`, `sync`, `wait_for_room` and `close` are for the event loop's thread. The
+    writes and fsyncs happen in the writer thread (`braid-wal`), which takes whatever the
+    open batch holds whenever the disk is free: it goes from one fsync straight to the
+    next without waiting for the event loop, so a busy loop delays acknowledgements but
+    never leaves the disk idle. State shared with the writer thread (the open batch, the
+    lsn and batch counters, `_writing`, `_failure`) is guarded by `_lock`.
+    """
 
     def __init__(
         self,
@@ -231,9 +256,9 @@ class WalWriter:
         assert analysis.verdict == "clean"
         self._directory = directory
         self._segment_bytes = segment_bytes
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="braid-wal")
         self._spare_lock = threading.Lock()
         self._spare_thread: threading.Thread | None = None
+        self._segments_lock = threading.Lock()
         self._segments = [
             _Segment(state.index, state.path, state.header.first_lsn)
             for state in analysis.segments
@@ -248,22 +273,31 @@ class WalWriter:
         self._offset = 0
         if self._segments and analysis.segments[-1].end + 4096 < segment_bytes:
             active = self._segments[-1]
-            self._fd = os.open(active.path, os.O_RDWR)
+            self._fd = os.open(active.path, _SEGMENT_FLAGS)
             self._offset = analysis.segments[-1].end
-        self._buffer = bytearray()
+        # Guarded by _lock (shared with the writer thread):
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._buffer = bytearray()  # the open batch
         self._buffer_first_lsn = 0
         self._waiters: list[asyncio.Future[None]] = []  # one per record of the open batch
-        self._syncing: list[asyncio.Future[None]] = []  # those of the batch being synced
-        self._has_data = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._failure: BaseException | None = None
+        self._writing = False  # a batch is being written (by the thread, or inline)
+        self._idle = False  # the writer thread is waiting for work
         self._closing = False
+        self._failure: BaseException | None = None
+        # Event-loop thread only:
         self._loop = asyncio.get_running_loop()
+        self._kick_scheduled = False
+        self._barriers: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._drained = asyncio.Event()
+        self._stopped: asyncio.Future[None] = self._loop.create_future()
+        self._housekeeping = ThreadPoolExecutor(1, thread_name_prefix="braid-wal-release")
         # Plain counters for metrics (read at scrape time; nothing on the hot path but an add).
         self.records_appended = 0
         self.batches_synced = 0
         self.sync_seconds_total = 0.0
-        self._flusher = self._loop.create_task(self._flush_loop())
+        self._thread = threading.Thread(target=self._run, name="braid-wal", daemon=True)
+        self._thread.start()
         self._start_spare()
 
     @property
@@ -296,109 +330,172 @@ class WalWriter:
         Each record has its own future so that cancelling one waiter cannot disturb the
         others that share its fsync.
         """
-        self.check_writable()
         if len(payload) > limits.wal_record_payload_bytes_max:
             raise BraidError(
                 RECORD_TOO_LARGE,
                 f"record of {len(payload)} bytes; the limit is "
                 f"{limits.wal_record_payload_bytes_max}",
             )
-        lsn = self._next_lsn
-        self._next_lsn += 1
-        if not self._buffer:
-            self._buffer_first_lsn = lsn
-            self._has_data.set()
-        self._buffer += encode_record(lsn, self._open_batch, kind, payload)
-        self.records_appended += 1
         future = self._loop.create_future()
-        self._waiters.append(future)
+        with self._lock:
+            self.check_writable()
+            lsn = self._next_lsn
+            self._next_lsn = lsn + 1
+            if not self._buffer:
+                self._buffer_first_lsn = lsn
+            self._buffer += encode_record(lsn, self._open_batch, kind, payload)
+            self._waiters.append(future)
+        self.records_appended += 1
+        if not self._kick_scheduled:
+            # At the end of this loop iteration, so the records appended in it share a batch.
+            self._kick_scheduled = True
+            self._loop.call_soon(self._kick)
         return lsn, future
 
     async def sync(self) -> None:
         """Wait until every record appended so far is durable (or the log failed)."""
-        if self._waiters:
-            barrier = self._waiters
-        elif self._syncing:
-            barrier = self._syncing
-        else:
-            self.check_writable()
+        self.check_writable()
+        target = self._next_lsn - 1
+        if target <= self.durable_lsn:
             return
         future = self._loop.create_future()
-        barrier.append(future)
+        self._barriers.append((target, future))
         await future
 
-    async def _flush_loop(self) -> None:
-        loop = self._loop
-        while True:
-            await self._has_data.wait()
-            if not self._buffer:
-                self._has_data.clear()
-                if self._closing:
-                    return
-                continue
-            marker_lsn = self._next_lsn
-            self._next_lsn += 1
-            batch = self._open_batch
-            self._open_batch += 1
-            data = bytes(self._buffer) + encode_record(marker_lsn, batch, RecordType.COMMIT, b"")
-            first_lsn = self._buffer_first_lsn
-            self._syncing, self._waiters = self._waiters, []
-            self._buffer = bytearray()
-            self._drained.set()
-            started = time.perf_counter()
-            try:
-                if self._inline(data):
-                    self._write_batch(data, first_lsn, batch)
-                else:
-                    await loop.run_in_executor(self._io, self._write_batch, data, first_lsn, batch)
-            except BaseException as error:  # any failure is fatal for the log
-                self._fail(error)
-                return
-            self.sync_seconds_total += time.perf_counter() - started
-            self.batches_synced += 1
-            self.durable_lsn = marker_lsn
-            waiters, self._syncing = self._syncing, []
-            for future in waiters:
-                if not future.done():
-                    future.set_result(None)
+    # -- handing batches to the disk -------------------------------------------------------
 
-    def _inline(self, data: bytes) -> bool:
-        """Sync a lone small record in the loop thread itself.
+    def _seal(self) -> _Batch:
+        """Close the open batch with its commit marker (caller holds `_lock`)."""
+        marker_lsn = self._next_lsn
+        self._next_lsn += 1
+        number = self._open_batch
+        self._open_batch += 1
+        data = bytes(self._buffer) + encode_record(marker_lsn, number, RecordType.COMMIT, b"")
+        batch = _Batch(number, self._buffer_first_lsn, marker_lsn, data, self._waiters)
+        self._buffer = bytearray()
+        self._waiters = []
+        self._writing = True
+        return batch
 
-        A batch of one record means the load is low; handing it to the I/O thread and back
-        costs two thread wake-ups, more than the fdatasync itself on a fast disk. Blocking
-        the loop for one fdatasync is then the cheaper choice. Larger batches, and any that
-        would rotate the segment, go to the I/O thread so the next batch can fill meanwhile.
+    def _kick(self) -> None:
+        """Start the open batch: wake the writer thread, or write a lone small record here.
+
+        A batch of one record means the load is low; handing it to the writer thread and
+        back costs two thread wake-ups, more than the fdatasync itself on a fast disk.
+        Blocking the loop for one fdatasync is then the cheaper choice. Larger batches, and
+        any that would start a new segment, go to the writer thread.
         """
-        return (
-            len(self._syncing) == 1
-            and len(data) <= limits.wal_inline_sync_bytes_max
-            and self._fd >= 0
-            and self._offset + len(data) <= self._segment_bytes
-        )
+        self._kick_scheduled = False
+        with self._lock:
+            if self._writing or not self._buffer or self._failure is not None:
+                return  # the writer picks the open batch up when its current one is done
+            inline = (
+                self._idle
+                and len(self._waiters) == 1
+                and len(self._buffer) <= limits.wal_inline_sync_bytes_max
+                and self._fd >= 0
+                and self._offset + len(self._buffer) + 64 <= self._segment_bytes
+            )
+            if not inline:
+                self._wakeup.notify()
+                return
+            batch = self._seal()
+        started = time.perf_counter()
+        try:
+            self._write_batch(batch)
+        except BaseException as error:
+            with self._lock:
+                self._writing = False
+                self._failure = error
+            self._fail(error, batch.waiters)
+            return
+        with self._lock:
+            self._writing = False
+        self._complete(batch.marker_lsn, batch.waiters, time.perf_counter() - started)
 
-    def _fail(self, error: BaseException) -> None:
-        self._failure = error
+    def _complete(
+        self, marker_lsn: int, waiters: list[asyncio.Future[None]], seconds: float
+    ) -> None:
+        """A batch is durable (event-loop thread). Batches finish in order on disk, but an
+        inline batch may be completed here before the thread's previous one is delivered,
+        so the durable lsn only moves forward."""
+        self.sync_seconds_total += seconds
+        self.batches_synced += 1
+        if marker_lsn > self.durable_lsn:
+            self.durable_lsn = marker_lsn
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+        barriers = self._barriers
+        while barriers and barriers[0][0] <= self.durable_lsn:
+            future = barriers.popleft()[1]
+            if not future.done():
+                future.set_result(None)
+        self._drained.set()
+
+    def _fail(self, error: BaseException, batch_waiters: list[asyncio.Future[None]]) -> None:
+        """The log failed (event-loop thread): every waiter gets WAL_FAILED."""
+        with self._lock:
+            waiting, self._waiters = self._waiters, []
+            self._buffer = bytearray()
         failure = BraidError(WAL_FAILED, f"write or fsync of the log failed: {error}")
-        for future in (*self._syncing, *self._waiters):
+        barriers = [future for _, future in self._barriers]
+        self._barriers.clear()
+        for future in (*batch_waiters, *waiting, *barriers):
             if not future.done():
                 future.set_exception(failure)
                 future.exception()  # retrieved here: an abandoned waiter must not log it
-        self._syncing, self._waiters = [], []
         self._drained.set()
 
-    # -- I/O thread ------------------------------------------------------------------------
+    # -- the writer thread -----------------------------------------------------------------
 
-    def _write_batch(self, data: bytes, first_lsn: int, batch: int) -> None:
+    def _run(self) -> None:
+        post = self._loop.call_soon_threadsafe
+        try:
+            while True:
+                with self._lock:
+                    while (not self._buffer or self._writing) and not (
+                        self._closing and not self._writing
+                    ):
+                        self._idle = True
+                        self._wakeup.wait()
+                    self._idle = False
+                    if not self._buffer:  # closing, and everything is written
+                        post(self._stopped_ok)
+                        return
+                    batch = self._seal()
+                started = time.perf_counter()
+                try:
+                    self._write_batch(batch)
+                except BaseException as error:  # any failure is fatal for the log
+                    with self._lock:
+                        self._writing = False
+                        self._failure = error
+                    post(self._fail, error, batch.waiters)
+                    post(self._stopped_ok)
+                    return
+                seconds = time.perf_counter() - started
+                with self._lock:
+                    # Posted before `_writing` drops, so completions arrive in batch order.
+                    post(self._complete, batch.marker_lsn, batch.waiters, seconds)
+                    self._writing = False
+        except RuntimeError:  # the event loop is closed: nobody is waiting any more
+            return
+
+    def _stopped_ok(self) -> None:
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def _write_batch(self, batch: _Batch) -> None:
+        data = batch.data
         if self._fd < 0 or self._offset + len(data) > self._segment_bytes:
-            self._rotate(first_lsn, batch)
+            self._rotate(batch.first_lsn, batch.number)
         view = memoryview(data)
         offset = self._offset
         while view:
-            written = os.pwrite(self._fd, view, offset)
+            written = os.pwrite(self._fd, view, offset)  # durable when it returns (O_DSYNC)
             view = view[written:]
             offset += written
-        os.fdatasync(self._fd)
         self._offset = offset
 
     def _rotate(self, first_lsn: int, batch: int) -> None:
@@ -407,11 +504,11 @@ class WalWriter:
         spare = self._directory / _SPARE_NAME
         if not spare.exists():
             self._prepare_spare()
-        index = self._segments[-1].index + 1 if self._segments else 1
-        fd = os.open(spare, os.O_RDWR)
+        with self._segments_lock:
+            index = self._segments[-1].index + 1 if self._segments else 1
+        fd = os.open(spare, _SEGMENT_FLAGS)
         header = encode_segment_header(SegmentHeader(index, first_lsn, batch))
-        os.pwrite(fd, header, 0)
-        os.fdatasync(fd)
+        os.pwrite(fd, header, 0)  # durable when it returns (O_DSYNC)
         path = segment_path(self._directory, index)
         os.rename(spare, path)
         fsync_directory(self._directory)
@@ -419,7 +516,8 @@ class WalWriter:
             os.close(self._fd)
         self._fd = fd
         self._offset = SEGMENT_HEADER_SIZE
-        self._segments.append(_Segment(index, path, first_lsn))
+        with self._segments_lock:
+            self._segments.append(_Segment(index, path, first_lsn))
         self._start_spare()
 
     def _start_spare(self) -> None:
@@ -452,33 +550,42 @@ class WalWriter:
             os.rename(temporary, final)
             fsync_directory(self._directory)
 
+    # -- segments no longer needed --------------------------------------------------------
+
     def _release_through(self, applied_lsn: int) -> int:
-        released = 0
-        while len(self._segments) > 1 and self._segments[1].first_lsn - 1 <= applied_lsn:
-            self._segments.pop(0).path.unlink()
-            released += 1
+        released = []
+        with self._segments_lock:
+            while len(self._segments) > 1 and self._segments[1].first_lsn - 1 <= applied_lsn:
+                released.append(self._segments.pop(0).path)
+        for path in released:
+            path.unlink()
         if released:
             fsync_directory(self._directory)
-        return released
+        return len(released)
 
     async def release_through(self, applied_lsn: int) -> int:
         """Delete segments whose every record is at or below applied_lsn (never the last)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io, self._release_through, applied_lsn)
+        return await self._loop.run_in_executor(
+            self._housekeeping, self._release_through, applied_lsn
+        )
 
     def segment_count(self) -> int:
-        return len(self._segments)
+        with self._segments_lock:
+            return len(self._segments)
 
     async def close(self) -> None:
-        """Flush what is pending, then stop. Safe to call twice."""
+        """Write what is pending, then stop. Safe to call twice."""
         if not self._closing:
-            self._closing = True
-            self._has_data.set()
-            with contextlib.suppress(BaseException):
-                await self._flusher
+            with self._lock:
+                self._closing = True
+                self._wakeup.notify()
+            await asyncio.shield(self._stopped)
+            self._thread.join()
             if self._spare_thread is not None:
                 self._spare_thread.join()
-            self._io.shutdown(wait=True)
+            self._housekeeping.shutdown(wait=True)
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+        else:
+            await asyncio.shield(self._stopped)

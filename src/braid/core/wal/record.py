@@ -126,15 +126,21 @@ def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
     return SegmentHeader(index, first_lsn, first_batch)
 
 
+_HEADER_HEAD = struct.Struct("<II")  # length, checksum
+_HEADER_TAIL = struct.Struct("<QQ B 7x")  # lsn, batch, type: what the CRC covers first
+_PADDING = tuple(bytes(size) for size in range(RECORD_ALIGN))
+
+
 def encode_record(lsn: int, batch: int, kind: RecordType, payload: bytes) -> bytes:
     """One framed record, padded to the record alignment."""
     assert lsn >= 1
     assert batch >= 1
-    assert len(payload) <= limits.wal_record_payload_bytes_max
-    header_tail = struct.pack("<QQ B 7x", lsn, batch, kind)
+    size = len(payload)
+    assert size <= limits.wal_record_payload_bytes_max
+    header_tail = _HEADER_TAIL.pack(lsn, batch, kind)
     checksum = crc32c.crc32c(payload, crc32c.crc32c(header_tail))
-    pad = padded(len(payload)) - len(payload)
-    return struct.pack("<II", len(payload), checksum) + header_tail + payload + bytes(pad)
+    pad = _PADDING[-size % RECORD_ALIGN]
+    return b"".join((_HEADER_HEAD.pack(size, checksum), header_tail, payload, pad))
 
 
 def _parse_at(data: bytes | memoryview, pos: int) -> Record | None:

@@ -18,8 +18,9 @@ buffers the payload, so a peer cannot make the receiver hold more than one maxim
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from enum import IntEnum
+
+import msgspec
 
 FRAME_HEADER = struct.Struct("<IIBBH")
 FRAME_HEADER_SIZE = 12
@@ -40,11 +41,12 @@ class FrameType(IntEnum):
     CONTROL = 7  # stream 0: GoAway, Ping, Pong
 
 
-_FRAME_TYPES = frozenset(int(kind) for kind in FrameType)
+_FRAME_TYPES = {int(kind): kind for kind in FrameType}
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(msgspec.Struct, frozen=True, gc=False):
+    # A msgspec Struct rather than a frozen dataclass: built for every frame received, and
+    # its constructor is ~10x cheaper (measured 0.1 against 1.5 µs with the enum call).
     type: FrameType
     stream: int
     flags: int
@@ -92,30 +94,32 @@ class FrameDecoder:
         frames: list[Frame] = []
         position = 0
         buffer = self._buffer
-        while len(buffer) - position >= FRAME_HEADER_SIZE:
-            length, stream, kind, flags, reserved = FRAME_HEADER.unpack_from(buffer, position)
-            error = self._check_header(length, kind, flags, reserved)
-            if error is not None:
+        size = len(buffer)
+        unpack = FRAME_HEADER.unpack_from
+        limit = self.frame_bytes_max
+        while size - position >= FRAME_HEADER_SIZE:
+            length, stream, kind, flags, reserved = unpack(buffer, position)
+            frame_type = _FRAME_TYPES.get(kind)
+            if length > limit or frame_type is None or flags & ~_KNOWN_FLAGS or reserved:
                 if frames:
                     break  # deliver these; the error is raised by the next call
-                raise error
-            end = position + FRAME_HEADER_SIZE + length
-            if end > len(buffer):
+                raise self._header_error(length, kind)
+            start = position + FRAME_HEADER_SIZE
+            end = start + length
+            if end > size:
                 break
-            payload = bytes(buffer[position + FRAME_HEADER_SIZE : end])
-            frames.append(Frame(FrameType(kind), stream, flags, payload))
+            frames.append(Frame(frame_type, stream, flags, bytes(buffer[start:end])))
             position = end
         if position:
             del buffer[:position]
         return frames
 
-    def _check_header(self, length: int, kind: int, flags: int, reserved: int) -> FrameError | None:
+    def _header_error(self, length: int, kind: int) -> FrameError:
+        """What is wrong with a header that failed the checks in `feed`."""
         if length > self.frame_bytes_max:
             return FrameError(
                 "FRAME_TOO_LARGE", f"frame of {length} bytes; the limit is {self.frame_bytes_max}"
             )
         if kind not in _FRAME_TYPES:
             return FrameError("PROTOCOL_ERROR", f"unknown frame type {kind}")
-        if flags & ~_KNOWN_FLAGS or reserved:
-            return FrameError("PROTOCOL_ERROR", "reserved frame bits are set")
-        return None
+        return FrameError("PROTOCOL_ERROR", "reserved frame bits are set")
