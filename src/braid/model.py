@@ -56,11 +56,12 @@ def validate_key(key: str) -> None:
         raise BraidError(INVALID_KEY, f"key is {size} bytes; the limit is {limits.key_bytes_max}")
 
 
-class Key(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """A document's address: a space (a namespace) and a key within it.
+# `gc=False` on Key and Update: the store holds millions of them and they hold only strings
+# and numbers, so the cyclic garbage collector has nothing to find in them.
 
-    `gc=False` here and on Update: the store holds millions of them and they hold only
-    strings and numbers, so the cyclic garbage collector has nothing to find in them."""
+
+class Key(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A document's address: a space (a namespace) and a key within it."""
 
     space: str
     key: str
