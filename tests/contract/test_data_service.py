@@ -203,6 +203,16 @@ async def test_patch_appends_and_get_merges_every_redo(service: ServiceUnderTest
     assert change.reads == len(HISTORY)
 
 
+async def test_writes_answer_nothing(service: ServiceUnderTest) -> None:
+    """initialize, patch, delete and close(key) resolve to None on every service (a remote
+    client must not hand back its protocol's acknowledgement)."""
+    key = service.key("answers")
+    assert await service.initialize(key, simple_update(1)) is None  # type: ignore[func-returns-value]
+    assert await service.patch(key, [simple_update(2)]) is None  # type: ignore[func-returns-value]
+    assert await service.close(key) is None  # type: ignore[func-returns-value]
+    assert await service.delete(key) is None  # type: ignore[func-returns-value]
+
+
 async def test_patch_takes_several_contiguous_updates(service: ServiceUnderTest) -> None:
     """One patch call may carry several contiguous updates; all of them are appended."""
     key = service.key("doc")

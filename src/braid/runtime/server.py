@@ -73,7 +73,6 @@ class ServerStats:
 
 Handler = Callable[[DataService, schema.Request, str], Awaitable[schema.Response]]
 
-_DONE = schema.Done()
 _PATCH_HEAD = bytes((0x93, int(str(schema.Patch.__struct_config__.tag))))
 
 
@@ -338,7 +337,7 @@ class _ServerProtocol(asyncio.Protocol):
             assert isinstance(error, BraidError), error
             response = schema.Failure(error.code, error.detail)
         else:
-            response = _DONE
+            response = schema.DONE
         self._finish(stream, response)
 
     def _finish(self, stream: int, response: schema.Response) -> None:

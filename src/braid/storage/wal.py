@@ -4,12 +4,16 @@ Segments live in one directory as `seg-NNNNNNNN.wal`, each preallocated and zero
 `limits.wal_segment_bytes` before it is used (overwriting preallocated blocks makes
 fdatasync cheaper than growing a file). The format is in `braid.core.wal.record`.
 
-Group commit: `append` frames a record into the open batch at once and returns the batch's
-future; one flusher task writes the whole batch plus its commit marker with one write and
-one fdatasync in an I/O thread, then resolves the future. While one batch is being synced
-the next one fills, so the batch size follows the load. A failed write or fsync is fatal
-for the log: every waiter gets WAL_FAILED and the log takes no more writes (a failed fsync
-may have dropped dirty pages; retrying could report success for data that is gone).
+Group commit: `append` frames a record into the open batch at once and returns that
+record's own future. The writer thread (`braid-wal`) takes the whole open batch whenever
+the disk is free, adds its commit marker, and writes it with one O_DSYNC write (durable
+when it returns, like write + fdatasync); then it hands the acknowledgements to the event
+loop and takes the next batch at once. While one batch is being written the next one
+fills, so the batch size follows the load, and a busy event loop delays acknowledgements
+but never the disk. A lone small record at low load is written by the event loop's own
+thread instead (see `_kick`). A failed write is fatal for the log: every waiter gets
+WAL_FAILED and the log takes no more writes (a failed sync may have dropped dirty pages;
+retrying could report success for data that is gone).
 """
 
 from __future__ import annotations

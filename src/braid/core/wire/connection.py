@@ -228,11 +228,12 @@ class Connection:
 
     def send_response(self, stream: int, message: schema.Response) -> None:
         """Server: answer a request; a cancelled or closed stream drops the answer."""
-        self._require(self.role is Role.SERVER, "send_response")
+        if self.role is not Role.SERVER:
+            self._require(False, "send_response")
         if self.state is not State.READY or stream not in self._open:
             return
         self._open.discard(stream)
-        payload = schema.encode(message)
+        payload = _DONE_PAYLOAD if message is _DONE else schema.encode(message)
         self._outgoing += encode_frame(FrameType.RESPONSE, stream, payload, FLAG_END)
 
     def cancel(self, stream: int) -> None:
@@ -560,6 +561,8 @@ class Connection:
             events.append(GoAwayReceived(message.code, message.message, message.last_stream))
 
 
+_DONE = schema.DONE
+_DONE_PAYLOAD = schema.encode(_DONE)
 _REQUEST_TAGS = frozenset(int(str(kind.__struct_config__.tag)) for kind in schema.REQUEST_TYPES)
 
 

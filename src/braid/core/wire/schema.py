@@ -158,6 +158,9 @@ class Done(_Message, tag=60, frozen=True):
     """Success with nothing to return (initialize, patch, delete, release)."""
 
 
+DONE = Done()  # the one instance the node sends (its encoding is computed once)
+
+
 class Change(_Message, tag=61, frozen=True):
     """A document or a merge patch, the seq it stands at, and the deltas read."""
 
