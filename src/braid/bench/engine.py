@@ -76,6 +76,12 @@ class Summary:
 
 def measure_fsync(directory: Path, samples: int = 200) -> tuple[float, float]:
     """p50 and p99 (ms) of pwrite(4 KiB) + fdatasync into a preallocated, zero-filled file."""
+    latencies = fsync_samples(directory, samples)
+    return percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+
+
+def fsync_samples(directory: Path, samples: int = 200) -> list[float]:
+    """Seconds of each pwrite(4 KiB) + fdatasync into a preallocated, zero-filled file."""
     path = directory / "fsync-probe"
     size = samples * 4096
     with open(path, "wb") as handle:
@@ -94,7 +100,7 @@ def measure_fsync(directory: Path, samples: int = 200) -> tuple[float, float]:
     finally:
         os.close(fd)
         path.unlink()
-    return percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+    return latencies
 
 
 # -- the shared driver ---------------------------------------------------------------------------

@@ -8,7 +8,8 @@ it measures acknowledged patches/s and gets/s with p50 and p99 latency.
 Floors measured in the same run:
 - echo: a raw asyncio echo server process answering frames of the same sizes as a patch
   request and its response (the cost of the loopback round trip and two event loops);
-- fsync: pwrite + fdatasync into a preallocated file (what one durable patch must wait for).
+- fsync: pwrite + fdatasync into a preallocated file (what one durable patch must wait for),
+  sampled before every run and summarized over all samples.
 
 The single-request patch p50 is reported as a ratio to (echo p50 + fsync p50).
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import braid
 from braid.bench.common import percentile, run_and_report, run_loop
-from braid.bench.engine import make_delta, measure_fsync
+from braid.bench.engine import fsync_samples, make_delta
 from braid.core.wire import schema
 from braid.core.wire.frames import FRAME_HEADER, FRAME_HEADER_SIZE, FrameType, encode_frame
 from braid.model import Key, Update
@@ -201,8 +202,11 @@ def _sizes() -> tuple[int, int]:
 
 
 def run(in_flight_counts: list[int], seconds: float, runs: int, root: Path) -> dict[str, object]:
-    fsync_p50, fsync_p99 = measure_fsync(root)
-    print(f"fsync floor: p50 {fsync_p50:.3f} ms, p99 {fsync_p99:.3f} ms")
+    # The fsync floor is sampled before every run, like the echo, and summarized over all
+    # of them: one sample taken at the start would say more about that moment than about
+    # the disk the runs saw.
+    fsyncs = fsync_samples(root)
+    print(f"fsync floor at the start: p50 {percentile(fsyncs, 50) * 1000:.3f} ms")
     request_bytes, response_bytes = _sizes()
     echo_ready = root / "echo.ready"
     echo, echo_address = _start(
@@ -231,6 +235,7 @@ def run(in_flight_counts: list[int], seconds: float, runs: int, root: Path) -> d
                 echo_rate, echo_p50, echo_p99 = run_loop(
                     _echo_load(echo_address, request_bytes, count, seconds)
                 )
+                fsyncs += fsync_samples(root)
                 measured = run_loop(_braid_load(address, count, seconds, index))
                 measured.update(
                     echo_ops_per_second=round(echo_rate, 1),
@@ -251,6 +256,8 @@ def run(in_flight_counts: list[int], seconds: float, runs: int, root: Path) -> d
     finally:
         _stop(node)
         _stop(echo)
+    fsync_p50, fsync_p99 = percentile(fsyncs, 50) * 1000, percentile(fsyncs, 99) * 1000
+    print(f"fsync floor over the whole run: p50 {fsync_p50:.3f} ms, p99 {fsync_p99:.3f} ms")
     single = next((row for row in rows if row["in_flight"] == 1), None)
     floor = single["echo_p50_ms"] + fsync_p50 if single else None
     return {

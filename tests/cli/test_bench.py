@@ -1,0 +1,65 @@
+"""The benchmarks as a user runs them, cut to a fraction of a second per run: they start
+their processes, finish, and write JSON with every figure the README reports. They assert
+that figures exist and are sane, never how fast anything is (benchmarks are not tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH_SECONDS_MAX = 120
+
+
+def run_bench(tmp_path: Path, *arguments: str) -> dict[str, object]:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "braid.cli.main", "bench", *arguments, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=BENCH_SECONDS_MAX,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report: dict[str, object] = json.loads(out.read_text())
+    return report
+
+
+def test_bench_server_reports_every_figure(tmp_path: Path) -> None:
+    """`braid bench server` at 1 and 4 in flight: one row per count with positive rates and
+    ordered percentiles for patch, get and echo, the fsync floor, and the single-request
+    ratio computed from the same run's figures."""
+    report = run_bench(
+        tmp_path, "server", "--seconds", "0.3", "--runs", "1", "--in-flight", "1", "4"
+    )
+    rows = report["results"]
+    assert isinstance(rows, list)
+    assert [row["in_flight"] for row in rows] == [1, 4]
+    for row in rows:
+        for kind in ("patch", "get", "echo"):
+            assert row[f"{kind}_ops_per_second"] > 0, (kind, row)
+            assert 0 < row[f"{kind}_p50_ms"] <= row[f"{kind}_p99_ms"], (kind, row)
+    fsync_p50 = report["fsync_p50_ms"]
+    assert isinstance(fsync_p50, float)
+    assert fsync_p50 > 0
+    single = rows[0]
+    expected = round(single["patch_p50_ms"] / (single["echo_p50_ms"] + fsync_p50), 2)
+    assert report["single_patch_p50_over_echo_plus_fsync"] == expected
+
+
+def test_bench_engine_reports_braid_against_sqlite(tmp_path: Path) -> None:
+    """`braid bench engine` with 2 writers: braid and SQLite each report a positive rate
+    and ordered percentiles, the ratio between the two rates, and the fsync floor."""
+    report = run_bench(tmp_path, "engine", "--seconds", "0.3", "--runs", "1", "--writers", "2")
+    rows = report["results"]
+    assert isinstance(rows, list)
+    [row] = rows
+    assert row["writers"] == 2
+    for system in ("braid", "sqlite"):
+        assert row[f"{system}_ops_per_second"] > 0, (system, row)
+        assert 0 < row[f"{system}_p50_ms"] <= row[f"{system}_p99_ms"], (system, row)
+    ratio = row["braid_ops_per_second"] / row["sqlite_ops_per_second"]
+    assert abs(row["ratio_vs_sqlite"] - ratio) < 0.01
+    assert report["fsync_p50_ms"] > 0  # type: ignore[operator]
