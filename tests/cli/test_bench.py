@@ -45,8 +45,10 @@ def test_bench_server_reports_every_figure(tmp_path: Path) -> None:
     assert isinstance(fsync_p50, float)
     assert fsync_p50 > 0
     single = rows[0]
-    expected = round(single["patch_p50_ms"] / (single["echo_p50_ms"] + fsync_p50), 2)
-    assert report["single_patch_p50_over_echo_plus_fsync"] == expected
+    expected = single["patch_p50_ms"] / (single["echo_p50_ms"] + fsync_p50)
+    ratio = report["single_patch_p50_over_echo_plus_fsync"]
+    assert isinstance(ratio, float)
+    assert abs(ratio - expected) <= 0.02 * expected  # the JSON's figures are rounded
 
 
 def test_bench_engine_reports_braid_against_sqlite(tmp_path: Path) -> None:
