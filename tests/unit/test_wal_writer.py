@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from braid.core.wal.record import RecordType
+from braid.errors import BraidError
 from braid.storage import wal
 from braid.storage.wal import WalWriter, analyze_log
 
@@ -117,10 +118,38 @@ async def test_sync_returns_once_everything_appended_before_it_is_durable(
 
 async def test_close_writes_what_was_appended_and_is_idempotent(tmp_path: Path) -> None:
     """Records appended but never awaited are written by `close`; a second close is a
-    no-op; reopening finds every record."""
+    no-op; an append after close is refused with STORE_CLOSED (it would never be written);
+    reopening finds every record."""
     writer = await new_writer(tmp_path)
     futures = [writer.append(RecordType.PATCH, b"c%d" % n)[1] for n in range(20)]
     await writer.close()
     await writer.close()
+    with pytest.raises(BraidError) as refused:
+        writer.append(RecordType.PATCH, b"too late")
+    assert refused.value.name == "STORE_CLOSED"
     assert all(future.done() and future.exception() is None for future in futures)
     assert payloads_on_disk(tmp_path) == [b"c%d" % n for n in range(20)]
+
+
+async def test_close_right_after_a_lone_append_writes_it_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone record appended just before `close` is written by the event loop's thread
+    (its kick runs while `close` waits); the writer thread, woken by `close` meanwhile,
+    finds that write in progress and waits again. When the write is done it must still
+    learn that it may stop: `close` returns and the record is on disk."""
+    writer = await new_writer(tmp_path)
+    await writer.append(RecordType.PATCH, b"first")[1]  # the segment exists now
+    await asyncio.sleep(0.05)  # the writer thread is idle
+    original = WalWriter._write_batch
+
+    def slow(self: WalWriter, batch: wal._Batch) -> None:
+        time.sleep(0.1)  # lets the woken writer thread look while this write is in progress
+        original(self, batch)
+
+    monkeypatch.setattr(WalWriter, "_write_batch", slow)
+    _, future = writer.append(RecordType.PATCH, b"last")
+    async with asyncio.timeout(5):
+        await writer.close()  # runs up to its first wait before the append's kick
+    assert future.done() and future.exception() is None
+    assert payloads_on_disk(tmp_path) == [b"first", b"last"]

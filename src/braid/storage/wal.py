@@ -42,7 +42,7 @@ from braid.core.wal.record import (
     find_later_batch,
     scan_segment,
 )
-from braid.errors import RECORD_TOO_LARGE, WAL_CORRUPT, WAL_FAILED, BraidError
+from braid.errors import RECORD_TOO_LARGE, STORE_CLOSED, WAL_CORRUPT, WAL_FAILED, BraidError
 
 _SEGMENT_NAME = re.compile(r"seg-(\d{8})\.wal")
 _SPARE_NAME = "spare.tmp"
@@ -343,6 +343,8 @@ class WalWriter:
         future = self._loop.create_future()
         with self._lock:
             self.check_writable()
+            if self._closing:
+                raise BraidError(STORE_CLOSED, "the write-ahead log is closing")
             lsn = self._next_lsn
             self._next_lsn = lsn + 1
             if not self._buffer:
@@ -385,9 +387,10 @@ class WalWriter:
         """Start the open batch: wake the writer thread, or write a lone small record here.
 
         A batch of one record means the load is low; handing it to the writer thread and
-        back costs two thread wake-ups, more than the fdatasync itself on a fast disk.
-        Blocking the loop for one fdatasync is then the cheaper choice. Larger batches, and
-        any that would start a new segment, go to the writer thread.
+        back costs two thread wake-ups, more than the synced write itself on a fast disk.
+        Blocking the loop for one write is then the cheaper choice. Larger batches, any
+        that would start a new segment, and any once `close` has begun go to the writer
+        thread.
         """
         self._kick_scheduled = False
         with self._lock:
@@ -395,6 +398,7 @@ class WalWriter:
                 return  # the writer picks the open batch up when its current one is done
             inline = (
                 self._idle
+                and not self._closing  # the writer thread, woken by close, must do it
                 and len(self._waiters) == 1
                 and len(self._buffer) <= limits.wal_inline_sync_bytes_max
                 and self._fd >= 0
