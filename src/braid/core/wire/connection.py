@@ -82,53 +82,58 @@ class ConnectionConfig:
 
 
 # -- events -------------------------------------------------------------------------------------
-# msgspec Structs rather than frozen dataclasses: one is built per message received, and a
-# Struct's constructor is several times cheaper. `gc=False`: they hold messages, never a cycle.
 
 
-class HandshakeComplete(msgspec.Struct, frozen=True, gc=False):
+class _Event(msgspec.Struct, frozen=True, gc=False):
+    """Base of every event: a msgspec Struct rather than a frozen dataclass (one is built per
+    message received, and a Struct's constructor is several times cheaper); `gc=False`:
+    events hold messages, never a cycle. (Subclasses repeat `frozen=True` for type
+    checkers, as the schema's messages do.)"""
+
+
+class HandshakeComplete(_Event, frozen=True):
     peer_name: str
     version: int
     peer_streams_max: int
 
 
-class RequestReceived(msgspec.Struct, frozen=True, gc=False):
+class RequestReceived(_Event, frozen=True):
     stream: int
     message: schema.Request
     payload: bytes  # the message as received (a store may log a patch's bytes as they are)
 
 
-class ResponseReceived(msgspec.Struct, frozen=True, gc=False):
+class ResponseReceived(_Event, frozen=True):
     stream: int
     message: schema.Response
 
 
-class PushReceived(msgspec.Struct, frozen=True, gc=False):
+class PushReceived(_Event, frozen=True):
     stream: int
     payload: bytes
     end: bool
 
 
-class WindowUpdated(msgspec.Struct, frozen=True, gc=False):
+class WindowUpdated(_Event, frozen=True):
     stream: int
     available: int
 
 
-class StreamCancelled(msgspec.Struct, frozen=True, gc=False):
+class StreamCancelled(_Event, frozen=True):
     stream: int
 
 
-class GoAwayReceived(msgspec.Struct, frozen=True, gc=False):
+class GoAwayReceived(_Event, frozen=True):
     code: int
     message: str
     last_stream: int
 
 
-class PongReceived(msgspec.Struct, frozen=True, gc=False):
+class PongReceived(_Event, frozen=True):
     token: int
 
 
-class ConnectionFailed(msgspec.Struct, frozen=True, gc=False):
+class ConnectionFailed(_Event, frozen=True):
     """The connection is closed. `remote`: the peer broke the protocol or refused us."""
 
     code: int
