@@ -267,7 +267,12 @@ class DurableEngine:
         """Record the write as pending; the caller awaits the returned durability future
         (its own record's, so a cancelled caller disturbs nobody else)."""
         self._note_pending(op, lsn)
-        self._maybe_checkpoint()
+        # A checkpoint needs a look only once one is due or no timer is set yet.
+        if (
+            len(self._pending_ops) >= self.config.checkpoint_records
+            or self._checkpoint_timer is None
+        ):
+            self._maybe_checkpoint()
         return future
 
     async def initialize(self, key: Key, update: Update) -> None:
@@ -318,14 +323,7 @@ class DurableEngine:
             encoded = encode_op(op)[1]
         lsn, future = self._wal.append(RecordType.PATCH, encoded)
         self._grow(entry, updates)
-        # _after_log, unrolled for the hot path: the entry is at hand, and a checkpoint
-        # only needs a look once one is due or no timer is set.
-        entry.last_lsn = lsn
-        pending = self._pending_ops
-        pending.append((lsn, op))
-        if len(pending) >= self.config.checkpoint_records or self._checkpoint_timer is None:
-            self._maybe_checkpoint()
-        return future
+        return self._after_log(op, lsn, future)
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
         if self._wal.full:
