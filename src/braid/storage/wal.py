@@ -31,6 +31,7 @@ from pathlib import Path
 
 from braid import limits
 from braid.core.wal.record import (
+    RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
     Record,
     RecordType,
@@ -402,24 +403,34 @@ class WalWriter:
                 and len(self._waiters) == 1
                 and len(self._buffer) <= limits.wal_inline_sync_bytes_max
                 and self._fd >= 0
-                and self._offset + len(self._buffer) + 64 <= self._segment_bytes
+                # the batch and its commit marker (a bare record header) fit the segment
+                and self._offset + len(self._buffer) + RECORD_HEADER_SIZE <= self._segment_bytes
             )
             if not inline:
                 self._wakeup.notify()
                 return
             batch = self._seal()
-        started = time.perf_counter()
-        try:
-            self._write_batch(batch)
-        except BaseException as error:
-            with self._lock:
-                self._writing = False
-                self._failure = error
+        seconds, error = self._write_sealed(batch)
+        if error is not None:
             self._fail(error, batch.waiters)
             return
         with self._lock:
             self._writing = False
-        self._complete(batch.marker_lsn, batch.waiters, time.perf_counter() - started)
+        self._complete(batch.marker_lsn, batch.waiters, seconds)
+
+    def _write_sealed(self, batch: _Batch) -> tuple[float, BaseException | None]:
+        """Write a sealed batch (either thread); seconds taken, or the error. A failure is
+        recorded at once (no more appends) and ends `_writing`; on success the caller ends
+        it, the writer thread only after posting the completion."""
+        started = time.perf_counter()
+        try:
+            self._write_batch(batch)
+        except BaseException as error:  # any failure is fatal for the log
+            with self._lock:
+                self._writing = False
+                self._failure = error
+            return 0.0, error
+        return time.perf_counter() - started, None
 
     def _complete(
         self, marker_lsn: int, waiters: list[asyncio.Future[None]], seconds: float
@@ -472,17 +483,11 @@ class WalWriter:
                         post(self._stopped_ok)
                         return
                     batch = self._seal()
-                started = time.perf_counter()
-                try:
-                    self._write_batch(batch)
-                except BaseException as error:  # any failure is fatal for the log
-                    with self._lock:
-                        self._writing = False
-                        self._failure = error
+                seconds, error = self._write_sealed(batch)
+                if error is not None:
                     post(self._fail, error, batch.waiters)
                     post(self._stopped_ok)
                     return
-                seconds = time.perf_counter() - started
                 with self._lock:
                     # Posted before `_writing` drops, so completions arrive in batch order.
                     post(self._complete, batch.marker_lsn, batch.waiters, seconds)
