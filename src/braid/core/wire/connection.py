@@ -209,15 +209,9 @@ class Connection:
 
     def send_request(self, message: schema.Request) -> int:
         """Client: open a stream with a request; returns its stream id."""
-        if (
-            self.state is not State.READY
-            or self._going_away
-            or len(self._open) >= self.peer_streams_max
-            or self.role is not Role.CLIENT
-        ):  # one test on the hot path; the checks below say which one failed
-            self._require(self.role is Role.CLIENT and self.state is State.READY, "send_request")
-            self._require(not self._going_away, "send_request after GoAway")
-            self._require(len(self._open) < self.peer_streams_max, "send_request past streams_max")
+        self._require(self.role is Role.CLIENT and self.state is State.READY, "send_request")
+        self._require(not self._going_away, "send_request after GoAway")
+        self._require(len(self._open) < self.peer_streams_max, "send_request past streams_max")
         stream = self._next_stream
         self._next_stream += 2
         self._open.add(stream)
@@ -233,12 +227,11 @@ class Connection:
 
     def send_response(self, stream: int, message: schema.Response) -> None:
         """Server: answer a request; a cancelled or closed stream drops the answer."""
-        if self.role is not Role.SERVER:
-            self._require(False, "send_response")
+        self._require(self.role is Role.SERVER, "send_response")
         if self.state is not State.READY or stream not in self._open:
             return
         self._open.discard(stream)
-        payload = _DONE_PAYLOAD if message is _DONE else schema.encode(message)
+        payload = schema.encode(message)
         self._outgoing += encode_frame(FrameType.RESPONSE, stream, payload, FLAG_END)
 
     def cancel(self, stream: int) -> None:
@@ -566,8 +559,6 @@ class Connection:
             events.append(GoAwayReceived(message.code, message.message, message.last_stream))
 
 
-_DONE = schema.DONE
-_DONE_PAYLOAD = schema.encode(_DONE)
 _REQUEST_TAGS = frozenset(int(str(kind.__struct_config__.tag)) for kind in schema.REQUEST_TYPES)
 
 

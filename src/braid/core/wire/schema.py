@@ -158,7 +158,7 @@ class Done(_Message, tag=60, frozen=True):
     """Success with nothing to return (initialize, patch, delete, release)."""
 
 
-DONE = Done()  # the one instance the node sends (its encoding is computed once)
+DONE = Done()  # the one instance the node answers with (no allocation per patch)
 
 
 class Change(_Message, tag=61, frozen=True):
