@@ -221,6 +221,42 @@ STORE_NOT_FOUND = _entry(
     user=True,
 )
 
+DISK_FULL = _entry(
+    3008,
+    "DISK_FULL",
+    "The disk holding the store is full (or its quota is used up). The write was not "
+    "applied and nothing stored was lost; reads keep working. Free space and retry: the "
+    "node continues by itself once there is room.",
+    retryable=True,
+    user=False,
+)
+STORE_ACCESS = _entry(
+    3009,
+    "STORE_ACCESS",
+    "braid cannot use a path of the store: permission denied, a read-only file system, or "
+    "a file where a directory belongs (or the reverse). The detail names the path; fix it "
+    "and open the store again. Nothing stored was changed.",
+    retryable=False,
+    user=True,
+)
+APPLIED_STATE_CORRUPT = _entry(
+    3010,
+    "APPLIED_STATE_CORRUPT",
+    "Stored bytes of the applied state (applied.sqlite3) failed their checksum or could not "
+    "be read: the file is damaged. Nothing damaged was returned. `braid verify` reports "
+    "what is affected; a single node cannot repair it (replication does).",
+    retryable=False,
+    user=False,
+)
+STORE_READ_ONLY = _entry(
+    3011,
+    "STORE_READ_ONLY",
+    "The store is open read-only (its files or file system are not writable, or it was "
+    "opened for reading): reads work, writes are refused before anything is logged.",
+    retryable=False,
+    user=True,
+)
+
 # 4xxx — network and protocol
 PROTOCOL_ERROR = _entry(
     4001,
