@@ -12,6 +12,10 @@ the code guarantees the write did not run (OVERLOADED, UNREACHABLE). A write tha
 with CONNECTION_LOST, TIMEOUT or SHUTTING_DOWN may have been applied, so it is raised (still
 marked retryable) for the caller to decide: a retried patch that was applied fails with
 HEAD_SEQ_OFF, never twice.
+
+Bad arguments fail here, with the codes an embedded store gives, before anything is sent:
+a request whose numbers or text the wire cannot carry, or whose frame would pass the frame
+limit, never reaches the connection, whose other streams are never disturbed by it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 from braid import errors, limits
-from braid.core.document import check_initialize, check_updates
+from braid.core.document import (
+    SEQ_MAX,
+    check_compute_arguments,
+    check_initialize,
+    check_patch_size,
+    check_seq_in_range,
+    check_snapshot_arguments,
+    check_updates,
+)
 from braid.core.wire import schema
 from braid.core.wire.connection import (
     NONCE_BYTES,
@@ -39,6 +51,7 @@ from braid.core.wire.connection import (
     Role,
     StreamCancelled,
 )
+from braid.core.wire.frames import FRAME_HEADER_SIZE
 from braid.errors import BraidError, ErrorInfo
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 
@@ -150,6 +163,7 @@ class _Channel(asyncio.Protocol):
         self._room_waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
         self._unflushed = 0
+        self._retiring = False  # usable no more; closed once its last answer arrives
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -166,6 +180,8 @@ class _Channel(asyncio.Protocol):
                     future.set_result(event.message)
                 if self._room_waiters:
                     self._wake_room_waiter()
+                if self._retiring and not self._waiting:
+                    self.close()
             elif isinstance(event, HandshakeComplete):
                 if not self.ready.done():
                     self.ready.set_result(None)
@@ -223,7 +239,14 @@ class _Channel(asyncio.Protocol):
         """
         if not self.usable:
             raise BraidError(errors.CONNECTION_LOST, f"{self.address} is going away")
-        stream = self.connection.send_request(message)
+        try:
+            stream = self.connection.send_request(message)
+        except Exception as error:
+            # The client's checks let through something the codec refuses: a bug. The
+            # connection may have counted a stream that was never sent, a slot it would
+            # never get back, so it takes no new requests; those in flight still finish.
+            self._retire()
+            raise BraidError(errors.INTERNAL, f"cannot encode {message!r}: {error!r}") from None
         future: asyncio.Future[schema.Response] = self._loop.create_future()
         self._waiting[stream] = future
         self._deadlines[stream] = deadline
@@ -236,6 +259,12 @@ class _Channel(asyncio.Protocol):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
         return stream, future
+
+    def _retire(self) -> None:
+        self.usable = False
+        self._retiring = True
+        if not self._waiting:
+            self.close()
 
     def has_room(self) -> bool:
         return self.connection.can_send_request()
@@ -303,22 +332,34 @@ class Client:
 
     async def initialize(self, key: Key, update: Update) -> None:
         check_initialize(update)
-        await self._call(key, schema.Initialize(key, update))
+        message = schema.Initialize(key, update)
+        self._check_frame(message, _updates_frame_bytes([update], check_patch_size([update])))
+        await self._call(key, message)
 
     def patch(self, key: Key, updates: Sequence[Update]) -> Awaitable[None]:
         # Not a coroutine of its own (as `Store.patch`): bad updates raise at the call, and
         # awaiting the result awaits `_call` directly, one frame less per patch.
         check_updates(updates)
-        return cast(Awaitable[None], self._call(key, schema.Patch(key, list(updates))))
+        message = schema.Patch(key, list(updates))
+        self._check_frame(message, _updates_frame_bytes(updates, check_patch_size(updates)))
+        return cast(Awaitable[None], self._call(key, message))
 
     async def get(self, key: Key) -> DocumentChange:
         return _change(await self._call(key, schema.Get(key)))
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
+        check_compute_arguments(method, seq)
         return _change(await self._call(key, schema.Compute(key, method, seq)))
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
-        response = await self._call(key, schema.Snapshot(key, seq, document, history))
+        check_snapshot_arguments(seq, document, history)
+        check_seq_in_range(seq)
+        check_encodable(document, "snapshot document")
+        # Every history past the number of deltas keeps them all: the same answer, in range.
+        message = schema.Snapshot(key, seq, document, min(history, SEQ_MAX))
+        utf8_max = limits.utf8_bytes_per_character_max
+        self._check_frame(message, len(document) * utf8_max + limits.request_envelope_bytes_max)
+        response = await self._call(key, message)
         assert isinstance(response, schema.Count)
         return response.count
 
@@ -355,6 +396,24 @@ class Client:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    def _check_frame(self, message: schema.Request, bound: int) -> None:
+        """Refuse a request whose frame would pass the frame limit, before it is sent.
+
+        `bound` is a cheap upper bound of the frame's size, so only a request near the
+        limit is encoded to measure it. With the default limits a request that passed the
+        checks always fits (limits.py asserts it); a client configured with a smaller limit
+        relies on this.
+        """
+        limit = self.config.frame_bytes_max
+        if bound <= limit:
+            return
+        size = FRAME_HEADER_SIZE + len(schema.encode(message))
+        if size > limit:
+            raise BraidError(
+                errors.RECORD_TOO_LARGE,
+                f"the request's frame would be {size} bytes; the frame limit is {limit}",
+            )
 
     # -- routing, retries ------------------------------------------------------------------------
 
@@ -460,6 +519,27 @@ class Client:
             raise BraidError(errors.UNREACHABLE, f"{address}: {error or 'timed out'}") from None
         self._channels[address] = channel
         return channel
+
+
+def _updates_frame_bytes(updates: Sequence[Update], size: int) -> int:
+    """An upper bound of a request frame carrying `updates` whose `update_bytes` sum to
+    `size` (see the frame assertion in limits.py)."""
+    per_character = limits.utf8_bytes_per_character_max
+    per_update = limits.kind_bytes_max * per_character + limits.update_envelope_bytes_max
+    return size * per_character + len(updates) * per_update + limits.request_envelope_bytes_max
+
+
+def check_encodable(text: str, what: str) -> None:
+    """Refuse text the wire cannot carry as UTF-8 (a lone surrogate), as an engine would."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise BraidError(
+            errors.MALFORMED_JSON,
+            f"{what} is not valid Unicode: a lone surrogate at character {error.start}",
+        ) from None
 
 
 def _change(response: schema.Response | None) -> DocumentChange:

@@ -97,8 +97,8 @@ INVALID_ARGUMENT = _entry(
 RECORD_TOO_LARGE = _entry(
     1008,
     "RECORD_TOO_LARGE",
-    "The request is larger than the largest record the write-ahead log accepts; split "
-    "the patch into smaller calls.",
+    "The request is larger than the largest one braid accepts (one write-ahead log record, "
+    "or one network frame); nothing was sent or written. Split the patch into smaller calls.",
     retryable=False,
     user=True,
 )
@@ -161,6 +161,16 @@ SEQ_BEYOND_HEAD = _entry(
     2008,
     "SEQ_BEYOND_HEAD",
     "The seq given to compute or snapshot is newer than the document's head seq.",
+    retryable=False,
+    user=True,
+)
+DOCUMENT_TOO_LARGE = _entry(
+    2009,
+    "DOCUMENT_TOO_LARGE",
+    "The write would take the document past the largest size braid keeps for one document "
+    "(the bytes of its retained deltas), the bound that keeps every answer about it "
+    "readable over the network. Nothing was written. Make room by compacting old deltas "
+    "with snapshot, or spread the data over several documents.",
     retryable=False,
     user=True,
 )

@@ -17,6 +17,33 @@ request_bytes_max = 64 * 1024
 kind_bytes_max = 64
 updates_per_patch_max = 4096
 
+# Documents (DESIGN §3 invariant 7: what braid accepts can always be read back, through every
+# interface). Both bounds are enforced on write, so no read path ever meets a document past them.
+#
+# Depth: a JSON value's nesting (a scalar 0, a container 1 + its deepest member). Merging never
+# nests deeper than its inputs (model.py proves it), and every read path (merge, msgspec, the
+# CLI's json module) spends at most `json_frames_per_level_max` Python frames per level, so a
+# read needs at most depth * frames + the caller's own stack, well inside Python's limit.
+json_depth_max = 128
+json_frames_per_level_max = 2  # diff -> same_json, or json.dumps(indent=...)'s generators
+call_stack_frames_max = 300  # what a server, the CLI or a test runner has on the stack
+python_recursion_limit_min = 1000  # CPython's default; braid never lowers it
+#
+# Size: a document's bytes are the sum of its retained deltas' sizes (`update_bytes`: the
+# characters of redo, undo, who and request plus 64), kept under `document_bytes_max`. An
+# answer (get, compute(HEAD_PATCH), compute(REWIND)) is re-encoded JSON: at most
+# `json_expansion_max` UTF-8 bytes per character of the texts merged (a 1-character astral
+# code point is 4 bytes; "1e15" comes back as "1000000000000000.0", 18 from 4), and a merge
+# is no larger than the patches merged, except a diff, which adds at most
+# `diff_expansion_max` times (model.py). So every answer fits one response frame.
+document_bytes_max = 1024 * 1024
+json_expansion_max = 4.5
+diff_expansion_max = 3
+response_envelope_bytes_max = 1024  # a response frame's header and fields besides the JSON
+request_envelope_bytes_max = 4096  # a request frame's header, key and fields besides updates
+update_envelope_bytes_max = 128  # one encoded update's numbers and field headers
+utf8_bytes_per_character_max = 4
+
 # Write-ahead log.
 wal_record_payload_bytes_max = 16 * 1024 * 1024
 wal_segment_bytes = 32 * 1024 * 1024  # preallocated, zero-filled size of every segment
@@ -48,3 +75,25 @@ assert frame_bytes_max > wal_record_payload_bytes_max
 assert connection_streams_max <= node_requests_max
 assert push_window_bytes < frame_bytes_max
 assert handshake_frame_bytes_max < frame_bytes_max
+assert json_depth_max * json_frames_per_level_max + call_stack_frames_max <= (
+    python_recursion_limit_min
+)
+assert document_bytes_max <= json_bytes_max
+# Every answer about an accepted document fits one response frame (see "Documents" above).
+assert (
+    document_bytes_max * json_expansion_max * diff_expansion_max + response_envelope_bytes_max
+    <= frame_bytes_max
+)
+# Every request a client's own checks pass fits one request frame: a patch or initialize
+# holds at most a document's bytes (plus each update's kind and envelope), a snapshot's
+# document at most json_bytes_max characters.
+assert (
+    document_bytes_max * utf8_bytes_per_character_max
+    + updates_per_patch_max
+    * (kind_bytes_max * utf8_bytes_per_character_max + update_envelope_bytes_max)
+    + request_envelope_bytes_max
+    <= frame_bytes_max
+)
+assert json_bytes_max * utf8_bytes_per_character_max + request_envelope_bytes_max <= (
+    frame_bytes_max
+)

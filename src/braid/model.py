@@ -14,6 +14,22 @@ functions carry all the JSON algebra:
 - `diff(old, new)`: the merge patch that turns `old` into `new`, always exact.
 
 Values are compared with `same_json`, not `==`: in Python `True == 1`, in JSON they differ.
+
+Bounds that make every read safe (DESIGN §3 invariant 7; `limits.py` holds the numbers):
+
+- Depth. Every redo, undo and snapshot document is refused past `limits.json_depth_max`
+  (MALFORMED_JSON), and no merge nests deeper than its inputs: each function returns either
+  one of its inputs' values or an object whose members are its inputs' members or its own
+  result on a pair of members one level down, so by induction on the depth its result is no
+  deeper than the deeper input. Each recursion here takes one recursion level per JSON
+  level (`diff` calls `same_json` only on the levels below its own), within
+  `limits.json_frames_per_level_max`, so reads stay inside Python's limit (a test runs
+  every read path under exactly that budget).
+- Size. Re-encoded, a merge (`apply_patch`, `compose`) is no larger than the patches merged:
+  each member of its result is a member, at the same place, of one of them, and each object
+  of its result is an object at the same place in one of them. A `diff` holds members of
+  `new` and a `"name":null` marker per member removed from `old`, at most 7/4 of that
+  member's own size (a member is at least `"":0`), so it is at most new + 7/4 old.
 """
 
 from __future__ import annotations
@@ -125,16 +141,66 @@ _json_encoder = msgspec.json.Encoder()
 
 
 def parse_object(text: str, what: str) -> dict[str, JsonValue]:
-    """Parse JSON text that must be an object; raise MALFORMED_JSON otherwise."""
+    """Parse JSON text that must be an object no deeper than `limits.json_depth_max`;
+    raise MALFORMED_JSON otherwise."""
     try:
         value = _json_decoder.decode(text)
     except (msgspec.DecodeError, TypeError) as error:
         raise BraidError(MALFORMED_JSON, f"{what} is not valid JSON: {error}") from None
+    except UnicodeEncodeError as error:
+        raise BraidError(
+            MALFORMED_JSON,
+            f"{what} is not valid Unicode: a lone surrogate at character {error.start} "
+            "(invalid UTF-8 input decodes to one)",
+        ) from None
+    except RecursionError:
+        raise BraidError(MALFORMED_JSON, f"{what} {_too_deep()}") from None
     if not isinstance(value, dict):
         raise BraidError(
             MALFORMED_JSON, f"{what} must be a JSON object, got {type(value).__name__}"
         )
+    check_depth(text, value, what)
     return value
+
+
+def check_depth(text: str, value: JsonValue, what: str) -> None:
+    """Refuse `value` (decoded from `text`) if it nests deeper than `limits.json_depth_max`.
+
+    Each level takes two characters (`[` and `]`) and at most one `{` or `[`, so a short
+    text, or one with few containers (two C-speed counts), is shallow enough; only a text
+    with more containers than the bound is walked.
+    """
+    if len(text) <= _SHALLOW_CHARACTERS_MAX or _few_containers(text):
+        return
+    if json_depth(value) > limits.json_depth_max:
+        raise BraidError(MALFORMED_JSON, f"{what} {_too_deep()}")
+
+
+_SHALLOW_CHARACTERS_MAX = 2 * limits.json_depth_max + 1  # depth D + 1 takes 2D + 2 characters
+
+
+def _few_containers(text: str) -> bool:
+    return text.count("{") + text.count("[") <= limits.json_depth_max
+
+
+def _too_deep() -> str:
+    return f"nests deeper than {limits.json_depth_max} levels of objects and arrays"
+
+
+def json_depth(value: JsonValue) -> int:
+    """How deeply `value` nests: a scalar 0, an object or array 1 + its deepest member.
+    Iterative, so any depth msgspec can decode is measured without recursion."""
+    if type(value) is not dict and type(value) is not list:
+        return 0
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for member in node.values() if type(node) is dict else node:
+            if type(member) is dict or type(member) is list:
+                stack.append((member, depth + 1))
+    return deepest
 
 
 def to_json(value: JsonValue) -> str:
@@ -151,15 +217,20 @@ def validate_update(update: Update) -> None:
         if len(text) > limits.json_bytes_max:
             raise BraidError(INVALID_UPDATE, f"{name} is larger than {limits.json_bytes_max} bytes")
     # The common case in one test; only bad input pays for saying which text is wrong.
+    # A short text cannot nest past the bound (see check_depth): its length decides that.
     try:
         decode = _json_decoder.decode
-        valid = type(decode(redo)) is dict and type(decode(undo)) is dict
-    except (msgspec.DecodeError, TypeError):
+        valid = (
+            type(decode(redo)) is dict
+            and type(decode(undo)) is dict
+            and (len(redo) <= _SHALLOW_CHARACTERS_MAX or _few_containers(redo))
+            and (len(undo) <= _SHALLOW_CHARACTERS_MAX or _few_containers(undo))
+        )
+    except (msgspec.DecodeError, TypeError, UnicodeEncodeError, RecursionError):
         valid = False
     if not valid:
         for name, text in (("redo", redo), ("undo", undo)):
             parse_object(text, f"{name} of update {update.seq_begin}..{update.seq_end}")
-        raise AssertionError("parse_object accepted what the fast check refused")  # unreachable
 
 
 def _validate_update_fields(update: Update) -> None:
@@ -184,6 +255,8 @@ def _validate_update_fields(update: Update) -> None:
         raise BraidError(INVALID_UPDATE, "who, request, redo, undo and kind must be strings")
     if type(update.active) is not bool:
         raise BraidError(INVALID_UPDATE, "active must be a bool")
+    if not (who.isascii() and request.isascii() and kind.isascii()):  # isascii is O(1)
+        _check_encodable(update)
     if (
         len(who) > limits.who_bytes_max
         or len(request) > limits.request_bytes_max
@@ -194,6 +267,21 @@ def _validate_update_fields(update: Update) -> None:
             f"who, request and kind are limited to {limits.who_bytes_max}, "
             f"{limits.request_bytes_max} and {limits.kind_bytes_max} characters",
         )
+
+
+def _check_encodable(update: Update) -> None:
+    """Refuse a lone surrogate in who, request or kind: it cannot be stored as UTF-8 (the
+    command line turns invalid UTF-8 arguments into lone surrogates)."""
+    for name in ("who", "request", "kind"):
+        text: str = getattr(update, name)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise BraidError(
+                INVALID_UPDATE,
+                f"{name} is not valid Unicode: a lone surrogate at character {error.start} "
+                "(invalid UTF-8 input decodes to one)",
+            ) from None
 
 
 def apply_patch(target: JsonValue, patch: JsonValue) -> JsonValue:
@@ -256,16 +344,20 @@ def same_json(left: JsonValue, right: JsonValue) -> bool:
     JSON does not, so booleans equal only booleans here (numbers compare by value)."""
     if isinstance(left, bool) or isinstance(right, bool):
         return type(left) is type(right) and left == right
+    # Plain loops, not all(generator): that costs three recursion levels per JSON level
+    # instead of one (it made depth 329 unreadable; see the module docstring).
     if isinstance(left, dict):
-        return (
-            isinstance(right, dict)
-            and left.keys() == right.keys()
-            and all(same_json(value, right[name]) for name, value in left.items())
-        )
+        if not isinstance(right, dict) or left.keys() != right.keys():
+            return False
+        for name, value in left.items():  # noqa: SIM110
+            if not same_json(value, right[name]):
+                return False
+        return True
     if isinstance(left, list):
-        return (
-            isinstance(right, list)
-            and len(left) == len(right)
-            and all(same_json(a, b) for a, b in zip(left, right, strict=True))
-        )
+        if not isinstance(right, list) or len(left) != len(right):
+            return False
+        for a, b in zip(left, right, strict=True):  # noqa: SIM110
+            if not same_json(a, b):
+                return False
+        return True
     return bool(left == right)

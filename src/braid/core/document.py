@@ -6,6 +6,12 @@ input was checked), so a write-ahead log can record exactly what is applied and 
 
 Compaction folds the oldest deltas into one whose redo is their composed patch (null
 markers kept) and whose undo is gone: rewinding into it fails with REWIND_PAST_COMPACTED.
+
+A document's size (`DocumentLog.bytes`, the sum of `update_bytes` over its retained deltas)
+is kept at most `limits.document_bytes_max` by every write, compaction included, so every
+answer about it fits a response frame (the argument is in limits.py, "Documents"); depth is
+bounded when each update is validated (model.py). Both are checked here, before anything is
+logged, so every engine enforces them and no reader ever meets a document past them.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import msgspec
 from braid import limits
 from braid.errors import (
     DOCUMENT_EXISTS,
+    DOCUMENT_TOO_LARGE,
     EMPTY_PATCH,
     HEAD_PATCH_PAST_COMPACTED,
     HEAD_SEQ_OFF,
     INVALID_ARGUMENT,
+    MALFORMED_JSON,
     REWIND_PAST_COMPACTED,
     SEQ_BEYOND_HEAD,
     SNAPSHOT_MISMATCH,
@@ -43,6 +51,7 @@ from braid.model import (
 )
 
 COMPACTED_KIND = "compacted"
+SEQ_MAX = 2**63 - 1  # validate_update keeps every seq_end below 2**63
 
 
 class Fold(msgspec.Struct, frozen=True, array_like=True):
@@ -57,8 +66,35 @@ def update_bytes(update: Update) -> int:
     return 64 + len(update.redo) + len(update.undo) + len(update.who) + len(update.request)
 
 
+def updates_bytes(updates: Sequence[Update]) -> int:
+    if len(updates) == 1:  # the common case, without a generator
+        return update_bytes(updates[0])
+    return sum(update_bytes(update) for update in updates)
+
+
 def check_initialize(update: Update) -> None:
     validate_update(update)
+    size = update_bytes(update)
+    if size > limits.document_bytes_max:
+        raise _too_large(f"initialize with an update of {size} bytes")
+
+
+def check_patch_size(updates: Sequence[Update]) -> int:
+    """Refuse a patch (already through `check_updates`) that no document could hold;
+    return its size in `update_bytes`."""
+    size = updates_bytes(updates)
+    if size > limits.document_bytes_max:
+        raise _too_large(f"a patch of {size} bytes")
+    return size
+
+
+def _too_large(what: str) -> BraidError:
+    return BraidError(
+        DOCUMENT_TOO_LARGE,
+        f"{what} would take the document past {limits.document_bytes_max} bytes "
+        "(its retained deltas' redo, undo, who and request, plus 64 per delta); nothing was "
+        "written. Compact old deltas with snapshot, or spread the data over several documents",
+    )
 
 
 def check_updates(updates: Sequence[Update]) -> None:
@@ -83,6 +119,41 @@ def check_updates(updates: Sequence[Update]) -> None:
 def check_seq_argument(seq: int) -> None:
     if type(seq) is not int or seq < 0:
         raise BraidError(INVALID_ARGUMENT, f"seq must be a non-negative integer, got {seq!r}")
+
+
+def check_seq_in_range(seq: int) -> None:
+    """`check_seq_argument`, and refuse a seq past every possible head (a client checks
+    this before sending: such a number does not fit the wire). The codes are the ones an
+    engine gives: INVALID_ARGUMENT, and SEQ_BEYOND_HEAD since every head is below 2**63."""
+    check_seq_argument(seq)
+    if seq > SEQ_MAX:
+        raise BraidError(
+            SEQ_BEYOND_HEAD, f"seq {seq} is beyond the head seq of every document (< 2**63)"
+        )
+
+
+def check_compute_arguments(method: ComputeMethod, seq: int) -> None:
+    """What a client checks of compute's arguments before sending them."""
+    check_seq_in_range(seq)
+    if not isinstance(method, ComputeMethod):
+        raise BraidError(INVALID_ARGUMENT, f"unknown compute method {method!r}")
+
+
+def check_snapshot_arguments(seq: int, document: str, history: int) -> None:
+    """Check snapshot's arguments on their own (every engine, and a client before sending)."""
+    check_seq_argument(seq)
+    if type(history) is not int or history < 0:
+        raise BraidError(INVALID_ARGUMENT, f"history must be >= 0, got {history!r}")
+    if type(document) is not str:
+        raise BraidError(
+            MALFORMED_JSON, f"snapshot document must be JSON text, got {type(document).__name__}"
+        )
+    if len(document) > limits.json_bytes_max:
+        raise BraidError(
+            INVALID_ARGUMENT,
+            f"snapshot document of {len(document)} characters; the limit is "
+            f"{limits.json_bytes_max}",
+        )
 
 
 class DocumentLog:
@@ -120,16 +191,15 @@ class DocumentLog:
             raise BraidError(
                 HEAD_SEQ_OFF, f"patch starts at seq {first}, but the head is {self.head}"
             )
+        if self.bytes + updates_bytes(updates) > limits.document_bytes_max:
+            raise _too_large(f"a patch of {updates_bytes(updates)} bytes onto {self.bytes}")
 
     # -- mutations (inputs were checked) --------------------------------------------------
 
     def append(self, updates: Sequence[Update]) -> None:
         assert updates[0].seq_begin == self.head + 1
         self.deltas.extend(updates)
-        if len(updates) == 1:  # the common case, without a generator
-            self.bytes += update_bytes(updates[0])
-        else:
-            self.bytes += sum(update_bytes(update) for update in updates)
+        self.bytes += updates_bytes(updates)
         self._head_cache = None
 
     def apply_fold(self, fold: Fold) -> None:
@@ -209,9 +279,7 @@ class DocumentLog:
 
     def plan_fold(self, seq: int, document: str, history: int) -> Fold | None:
         """Check a snapshot request and say what it folds (None: nothing to fold)."""
-        check_seq_argument(seq)
-        if type(history) is not int or history < 0:
-            raise BraidError(INVALID_ARGUMENT, f"history must be >= 0, got {history!r}")
+        check_snapshot_arguments(seq, document, history)
         if seq > self.head:
             raise BraidError(SEQ_BEYOND_HEAD, f"seq {seq} is beyond the head seq {self.head}")
         boundary = [index for index, update in enumerate(self.deltas) if update.seq_end == seq]
@@ -225,7 +293,14 @@ class DocumentLog:
         count = min(boundary[0] + 1, len(self.deltas) - history)
         if count < 2:
             return None
-        return self._fold_first(count)
+        fold = self._fold_first(count)
+        # The folded redo is re-encoded JSON and can be longer than the redos it replaces
+        # (limits.py: "1e15" becomes "1000000000000000.0"), so compaction is checked too.
+        removed = sum(update_bytes(update) for update in self.deltas[:count])
+        size = self.bytes - removed + update_bytes(fold.delta)
+        if size > limits.document_bytes_max:
+            raise _too_large(f"compacting {count} deltas into {update_bytes(fold.delta)} bytes")
+        return fold
 
     def _fold_first(self, count: int) -> Fold:
         folded = self.deltas[:count]
