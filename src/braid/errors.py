@@ -317,7 +317,8 @@ OVERLOADED = _entry(
     4007,
     "OVERLOADED",
     "The node has reached its bound of in-flight requests (per connection or per node) and "
-    "refused this one instead of queueing it; retry after a short backoff.",
+    "refused this one instead of queueing it; retry after a short backoff. Past its bound "
+    "of bytes buffered for incomplete frames, it closes the connection holding the most.",
     retryable=True,
     user=False,
 )
@@ -359,6 +360,15 @@ UNREACHABLE = _entry(
     "No node could be connected to (refused, unreachable or timed out).",
     retryable=True,
     user=True,
+)
+FRAME_TIMEOUT = _entry(
+    4013,
+    "FRAME_TIMEOUT",
+    "A frame began to arrive but did not complete within the node's time bound for one "
+    "frame (a peer that stalled or sends far too slowly): the node closed the connection. "
+    "Requests whose frames had arrived may have been applied.",
+    retryable=True,
+    user=False,
 )
 
 # 9xxx — internal

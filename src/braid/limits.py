@@ -65,6 +65,12 @@ handshake_timeout_seconds_max = 5.0
 handshake_frame_bytes_max = 4096  # frames before the handshake completes (unauthenticated)
 shutdown_grace_seconds_max = 10.0  # SIGTERM: time for in-flight requests to finish
 
+# Node buffering: bytes of frames begun but not complete, over all of a node's connections
+# (past it the node closes the connection holding the most, with OVERLOADED), and how long
+# one frame may take to arrive (past it, FRAME_TIMEOUT closes its connection).
+node_partial_frame_bytes_max = 4 * frame_bytes_max
+partial_frame_seconds_max = 30.0
+
 assert space_bytes_min <= space_bytes_max
 assert key_bytes_max < 1024
 assert json_bytes_max * 2 + request_bytes_max + who_bytes_max < wal_record_payload_bytes_max
@@ -75,6 +81,11 @@ assert frame_bytes_max > wal_record_payload_bytes_max
 assert connection_streams_max <= node_requests_max
 assert push_window_bytes < frame_bytes_max
 assert handshake_frame_bytes_max < frame_bytes_max
+# Two maximal frames can always arrive side by side; and the bound is what keeps buffering
+# small: the in-flight bounds alone would allow a maximal frame per request in flight.
+assert node_partial_frame_bytes_max >= 2 * frame_bytes_max
+assert node_partial_frame_bytes_max < node_requests_max * frame_bytes_max
+assert partial_frame_seconds_max > handshake_timeout_seconds_max
 assert json_depth_max * json_frames_per_level_max + call_stack_frames_max <= (
     python_recursion_limit_min
 )

@@ -907,3 +907,67 @@ def test_after_the_handshake_frames_may_reach_the_configured_limit() -> None:
     _, server_events = pair.shuttle()
     received = [event for event in server_events if isinstance(event, RequestReceived)]
     assert [event.stream for event in received] == [stream]
+
+
+# -- what the runtime needs to bound buffering and answer every request (issue 7, rows 11-12)
+
+
+def test_buffered_bytes_and_the_announced_size_of_a_partial_frame() -> None:
+    """Fed a request frame a piece at a time, the server reports the bytes it holds for the
+    incomplete frame and the frame's announced size, counts the frame once it completes,
+    and then holds nothing."""
+    pair = ready_pair()
+    frame = request_frame(1, schema.Get(KEY_A))
+    before = pair.server.frames_received
+    assert pair.server.buffered == 0 and pair.server.pending_frame_bytes() == 0
+    assert pair.server.receive_data(frame[:5]) == []
+    assert pair.server.buffered == 5 and pair.server.pending_frame_bytes() == 5
+    assert pair.server.receive_data(frame[5:-1]) == []
+    assert pair.server.buffered == len(frame) - 1
+    assert pair.server.pending_frame_bytes() == len(frame)
+    assert pair.server.frames_received == before
+    assert pair.server.receive_data(frame[-1:]) == [received(1, schema.Get(KEY_A))]
+    assert pair.server.buffered == 0
+    assert pair.server.frames_received == before + 1
+
+
+def test_abandon_tells_the_peer_why_closes_and_frees_the_buffer() -> None:
+    """The server gives up on a connection holding part of a frame: the peer gets a GoAway
+    with the code and message, the connection is closed (later input is ignored), nothing
+    stays buffered, and a second abandon reports nothing."""
+    pair = ready_pair()
+    frame = request_frame(1, schema.Get(KEY_A))
+    pair.server.receive_data(frame[:-1])
+    event = pair.server.abandon(errors.FRAME_TIMEOUT, "too slow")
+    assert event == ConnectionFailed(errors.FRAME_TIMEOUT.code, "too slow", False)
+    assert pair.server.state is State.CLOSED
+    assert pair.server.buffered == 0
+    assert messages(pair.server.data_to_send()) == [
+        schema.GoAway(errors.FRAME_TIMEOUT.code, "too slow", 0)
+    ]
+    assert pair.server.receive_data(frame[-1:]) == []
+    assert pair.server.abandon(errors.OVERLOADED, "again") is None
+
+
+def test_abandon_during_the_handshake_refuses() -> None:
+    """Before Ready the peer is told with Refuse, the handshake's own failure message."""
+    server = new_server()
+    event = server.abandon(errors.OVERLOADED, "full")
+    assert event is not None and event.code == errors.OVERLOADED.code
+    assert messages(server.data_to_send()) == [schema.Refuse(errors.OVERLOADED.code, "full")]
+
+
+def test_an_answer_that_does_not_encode_leaves_its_stream_open() -> None:
+    """send_response raises for a message msgspec cannot encode (a lone surrogate) and keeps
+    the stream open, so the caller can still answer it, once, with a Failure."""
+    pair = ready_pair()
+    stream = pair.client.send_request(schema.Get(KEY_A))
+    pair.shuttle()
+    with pytest.raises(UnicodeEncodeError):
+        pair.server.send_response(stream, schema.Change("\ud800", 1, 1))
+    assert pair.server.in_flight == 1
+    failure = schema.Failure(errors.INTERNAL.code, "UnicodeEncodeError")
+    pair.server.send_response(stream, failure)
+    assert pair.server.in_flight == 0
+    client_events, _ = pair.shuttle()
+    assert client_events == [ResponseReceived(stream, failure)]

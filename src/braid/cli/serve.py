@@ -80,6 +80,21 @@ def register(subparsers: Subparsers) -> None:
         help="requests in flight over the whole node, at least --streams-max; more are "
         "answered OVERLOADED (default %(default)s)",
     )
+    parser.add_argument(
+        "--partial-frame-bytes-max",
+        type=int,
+        default=limits.node_partial_frame_bytes_max,
+        help="bytes of incomplete frames the node holds over all connections, at least "
+        f"{limits.frame_bytes_max} (one maximal frame); past it the connection holding the "
+        "most is closed with OVERLOADED (default %(default)s)",
+    )
+    parser.add_argument(
+        "--partial-frame-seconds-max",
+        type=float,
+        default=limits.partial_frame_seconds_max,
+        help="seconds one frame may take to arrive; a connection whose frame takes longer is "
+        "closed with FRAME_TIMEOUT (default %(default)s)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -118,15 +133,29 @@ def check_bounds(streams_max: int, node_requests_max: int) -> None:
         )
 
 
+def check_buffering(partial_frame_bytes_max: int, partial_frame_seconds_max: float) -> None:
+    """One maximal frame can always arrive; a frame has some time to."""
+    if partial_frame_bytes_max < limits.frame_bytes_max:
+        raise BraidError(
+            errors.INVALID_ARGUMENT,
+            f"--partial-frame-bytes-max must be at least {limits.frame_bytes_max}",
+        )
+    if not partial_frame_seconds_max > 0:
+        raise BraidError(errors.INVALID_ARGUMENT, "--partial-frame-seconds-max must be positive")
+
+
 def handle(args: argparse.Namespace) -> int:
     host, port = parse_address(args.listen, allow_any_port=True)
     check_bounds(args.streams_max, args.node_requests_max)
+    check_buffering(args.partial_frame_bytes_max, args.partial_frame_seconds_max)
     config = ServerConfig(
         cluster=args.cluster,
         secret=load_secret(args.secret_file),
         name=args.name,
         streams_max=args.streams_max,
         node_requests_max=args.node_requests_max,
+        partial_frame_bytes_max=args.partial_frame_bytes_max,
+        partial_frame_seconds=args.partial_frame_seconds_max,
         tls=tls_context(args.tls_cert, args.tls_key),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

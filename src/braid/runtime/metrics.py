@@ -24,9 +24,11 @@ _STORE_FIGURES = {
     "wal_records_total": ("Records appended to the write-ahead log.", True),
     "wal_batches_total": ("Group commits written and fsync'd.", True),
     "wal_sync_seconds_total": ("Seconds spent writing and fsyncing log batches.", True),
+    "wal_disk_full_total": ("Log writes refused because the disk was full.", True),
     "wal_segments": ("Log segment files held (not yet released).", False),
     "wal_durable_lsn": ("Highest log sequence number known durable.", False),
     "checkpoints_total": ("Checkpoints of the log into the applied state.", True),
+    "checkpoint_failures_total": ("Checkpoints that failed (logged; retried later).", True),
     "checkpoint_seconds_total": ("Seconds spent in checkpoints.", True),
     "applied_lsn": ("Log sequence number the applied state is checkpointed through.", False),
     "pending_operations": ("Durable operations waiting for a checkpoint.", False),
@@ -60,6 +62,28 @@ class NodeCollector(Collector):
             "Connections closed because the peer broke the protocol.",
             value=stats.protocol_failures,
         )
+        yield CounterMetricFamily(
+            "braid_internal_errors",
+            "Requests answered INTERNAL (an exception that is a bug in braid; each is logged "
+            "with its traceback).",
+            value=stats.internal_errors,
+        )
+        yield GaugeMetricFamily(
+            "braid_partial_frame_bytes",
+            "Bytes held for incomplete frames, over every connection.",
+            value=stats.partial_frame_bytes,
+        )
+        yield CounterMetricFamily(
+            "braid_buffer_overloads",
+            "Connections closed because the node's bound on bytes of incomplete frames was "
+            "passed (the largest holder is closed).",
+            value=stats.buffer_overloads,
+        )
+        yield CounterMetricFamily(
+            "braid_frame_timeouts",
+            "Connections closed because a frame did not arrive within the time bound.",
+            value=stats.frame_timeouts,
+        )
         failures = CounterMetricFamily(
             "braid_request_failures",
             "Requests answered with an error, by code.",
@@ -70,7 +94,9 @@ class NodeCollector(Collector):
             failures.add_metric([str(code), info.name if info else "UNKNOWN"], count)
         yield failures
         for figure, value in self._store.durable.figures().items():
-            documentation, counter = _STORE_FIGURES[figure]
+            # A figure not described here yet is still exported, never fatal to a scrape.
+            default = (f"Store figure {figure}.", figure.endswith("_total"))
+            documentation, counter = _STORE_FIGURES.get(figure, default)
             name = "braid_" + figure.removesuffix("_total")
             family = CounterMetricFamily if counter else GaugeMetricFamily
             yield family(name, documentation, value=value)

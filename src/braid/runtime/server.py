@@ -45,6 +45,8 @@ from braid.storage.router import Store
 
 log = logging.getLogger("braid.server")
 _EVENTS_PER_TURN = 16  # requests handled before yielding to the loop (see _process)
+_DETAIL_CHARACTERS_MAX = 300  # of an INTERNAL answer's detail
+_SWEEPS_PER_FRAME_BOUND = 4  # checks of partial frames' ages per partial_frame_seconds
 
 
 @dataclass
@@ -56,6 +58,8 @@ class ServerConfig:
     node_requests_max: int = limits.node_requests_max
     frame_bytes_max: int = limits.frame_bytes_max
     handshake_timeout_seconds: float = limits.handshake_timeout_seconds_max
+    partial_frame_bytes_max: int = limits.node_partial_frame_bytes_max  # node-wide
+    partial_frame_seconds: float = limits.partial_frame_seconds_max  # per frame
     shutdown_grace_seconds: float = limits.shutdown_grace_seconds_max
     tls: ssl.SSLContext | None = None
 
@@ -68,6 +72,10 @@ class ServerStats:
     requests: int = 0
     overloaded: int = 0
     in_flight: int = 0
+    internal_errors: int = 0  # requests answered INTERNAL: each one a bug, logged
+    partial_frame_bytes: int = 0  # held for incomplete frames, over every connection
+    buffer_overloads: int = 0  # connections closed past the node's partial-frame bound
+    frame_timeouts: int = 0  # connections closed for a frame that took too long
     by_code: dict[int, int] = field(default_factory=dict)
 
 
@@ -125,6 +133,19 @@ def _item(info: DocumentInfo) -> schema.InventoryItem:
     return schema.InventoryItem(info.key, info.seq, info.deltas, info.bytes)
 
 
+def _held_bytes(connection: _ServerProtocol) -> int:
+    return connection.held
+
+
+def _short_detail(error: BaseException) -> str:
+    """An INTERNAL answer's detail: the exception's type and message, cut short and made
+    encodable (the traceback is in the node's log)."""
+    text = f"{type(error).__name__}: {error}"
+    if len(text) > _DETAIL_CHARACTERS_MAX:
+        text = text[: _DETAIL_CHARACTERS_MAX - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class NodeServer:
     def __init__(self, service: DataService, config: ServerConfig) -> None:
         self.service = service
@@ -136,6 +157,8 @@ class NodeServer:
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._holding: set[_ServerProtocol] = set()  # connections holding a partial frame
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -146,6 +169,7 @@ class NodeServer:
         bound_host, bound_port = socket.getsockname()[:2]
         self.address = f"{bound_host}:{bound_port}"
         log.info("serving on %s", self.address)
+        self._sweep()
 
     @property
     def accepting(self) -> bool:
@@ -165,11 +189,70 @@ class NodeServer:
         if self.stats.in_flight == 0:
             self._idle.set()
 
+    # -- incomplete frames ----------------------------------------------------------------
+
+    def hold(self, connection: _ServerProtocol, before: int) -> None:
+        """`connection` now holds `connection.held` bytes of an incomplete frame (it held
+        `before`): count them node-wide and, past the node's bound, shed.
+
+        Past the bound the node closes the connection holding the most, with OVERLOADED
+        naming the cause, until it is back under the bound. Closing rather than pausing
+        (stop reading until there is room): a paused connection keeps what it holds, so
+        pausing bounds nothing once many connections each hold one read (up to 256 KiB);
+        and when every connection holding a partial frame is paused none can complete,
+        a deadlock only the time bound would break, by closing anyway, later. The largest
+        holder rather than the newest: a client of small requests (most of them) never
+        holds the most while someone hoards a large frame, so hoarding hurts the hoarder.
+        """
+        stats = self.stats
+        stats.partial_frame_bytes += connection.held - before
+        if connection.held:
+            self._holding.add(connection)
+        else:
+            self._holding.discard(connection)
+        bound = self.config.partial_frame_bytes_max
+        while stats.partial_frame_bytes > bound and self._holding:
+            largest = max(self._holding, key=_held_bytes)
+            stats.buffer_overloads += 1
+            largest.abandon(
+                errors.OVERLOADED,
+                f"the node holds {stats.partial_frame_bytes} bytes of incomplete frames, "
+                f"past its bound of {bound}; this connection held the most ({largest.held})",
+            )
+
+    def _sweep(self) -> None:
+        """Close every connection whose current frame has been arriving for longer than
+        `partial_frame_seconds` (FRAME_TIMEOUT); runs a few times per that bound, so a
+        frame is closed within 1.25 times it."""
+        seconds = self.config.partial_frame_seconds
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in [each for each in self._holding if each.frame_age(now) > seconds]:
+            stats = self.stats
+            stats.frame_timeouts += 1
+            pending = connection.connection.pending_frame_bytes()
+            connection.abandon(
+                errors.FRAME_TIMEOUT,
+                f"a frame of {pending} bytes did not arrive within {seconds} s "
+                f"({connection.held} bytes received); closing the connection",
+            )
+        if not self._closing:
+            self._sweeper = loop.call_later(seconds / _SWEEPS_PER_FRAME_BOUND, self._sweep)
+
+    def release(self, connection: _ServerProtocol) -> None:
+        """The connection holds nothing any more (it closed)."""
+        if connection.held:
+            self.stats.partial_frame_bytes -= connection.held
+            connection.held = 0
+        self._holding.discard(connection)
+
     async def shutdown(self) -> None:
         """Graceful: GoAway, let in-flight requests finish (bounded), then close."""
         if self._closing:
             return
         self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):
@@ -202,11 +285,16 @@ class _ServerProtocol(asyncio.Protocol):
             os.urandom(NONCE_BYTES),
         )
         self.transport: asyncio.Transport | None = None
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tasks: dict[int, asyncio.Task[schema.Response]] = {}
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
         self._backlog: list[Event] = []
         self._backlog_scheduled = False
+        self.held = 0  # bytes of an incomplete frame, as counted by the node
+        self._frames_seen = 0  # connection.frames_received when the partial frame began
+        self._partial_since = 0.0  # loop time the partial frame began (or reading resumed)
+        self._paused = False  # reading paused because the peer does not read its answers
+        self.abandoned = False
 
     # -- transport callbacks ------------------------------------------------------------
 
@@ -224,7 +312,12 @@ class _ServerProtocol(asyncio.Protocol):
             self.close()
 
     def data_received(self, data: bytes) -> None:
-        events = self.connection.receive_data(data)
+        connection = self.connection
+        events = connection.receive_data(data)
+        if connection.buffered or self.held:  # a frame is incomplete, or was
+            self._hold()
+            if self.abandoned:
+                return  # closed past the node's buffering bound: start none of its requests
         if self._backlog_scheduled:
             self._backlog.extend(events)  # keep arrival order behind the deferred events
             return
@@ -258,6 +351,29 @@ class _ServerProtocol(asyncio.Protocol):
         if self.connection.state is State.CLOSED and not self._backlog_scheduled:
             self.close()
 
+    def _hold(self) -> None:
+        """Keep the node's count of this connection's partial frame, and when it began."""
+        before = self.held
+        self.held = held = self.connection.buffered
+        frames = self.connection.frames_received
+        if held and (not before or frames != self._frames_seen):
+            self._partial_since = asyncio.get_running_loop().time()  # a new frame
+            self._frames_seen = frames
+        self.node.hold(self, before)
+
+    def frame_age(self, now: float) -> float:
+        """Seconds the current partial frame has been arriving (0 while we are not reading:
+        the peer does not read our answers, so its frame cannot complete)."""
+        return 0.0 if self._paused else now - self._partial_since
+
+    def abandon(self, info: errors.ErrorInfo, message: str) -> None:
+        """Close the connection for a bound of the node, telling the peer why."""
+        self.abandoned = True
+        self.node.release(self)
+        if self.connection.abandon(info, message) is not None:
+            log.info("closing connection: %s (%d)", message, info.code)
+        self.close()
+
     def _resume(self) -> None:
         self._backlog_scheduled = False
         events, self._backlog = self._backlog, []
@@ -270,101 +386,122 @@ class _ServerProtocol(asyncio.Protocol):
         for task in self.tasks.values():
             task.cancel()
         self.tasks.clear()
+        self.node.release(self)
         if self in self.node._connections:
             self.node._connections.discard(self)
             self.node.stats.connections_open -= 1
 
     def pause_writing(self) -> None:
         # The peer is not reading its answers: stop taking new requests from it.
+        self._paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self._paused = False
+        self._partial_since = asyncio.get_running_loop().time()  # its frame's clock restarts
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
     # -- requests -----------------------------------------------------------------------
 
     def _start(self, stream: int, request: schema.Request, payload: bytes) -> None:
+        """Admit a request and start it: the one place it takes its node-wide slot (its
+        connection took a stream slot when it admitted the request).
+
+        From here every request ends in exactly one `_finish`, whatever it raises: at once
+        (answered synchronously, or failed while starting), or from the done callback of
+        its future (a patch's durability) or task (everything else)."""
         node = self.node
         node.stats.requests += 1
         if not node.begin():
             detail = f"node has {node.config.node_requests_max} requests in flight"
             self._answer(stream, schema.Failure(errors.OVERLOADED.code, detail))
             return
-        if self._start_fast(stream, request, payload):
-            return
-        task = asyncio.get_running_loop().create_task(self._run(stream, request))
-        self.tasks[stream] = task
-        # The slot is given back when the task is done, however it ends: a task cancelled
-        # before it ever ran (a CANCEL in the same read as its request) runs no `finally`.
-        task.add_done_callback(functools.partial(self._task_done, stream))
+        try:
+            outcome = self._start_fast(request, payload)
+            if outcome is None:
+                task = asyncio.get_running_loop().create_task(
+                    execute(node.service, request, node.address)
+                )
+                self.tasks[stream] = task
+                # A callback, not a `finally` in the coroutine: a task cancelled before it
+                # ever ran (a CANCEL in the same read as its request) runs no `finally`.
+                task.add_done_callback(functools.partial(self._task_done, stream))
+                return
+        except Exception as error:  # every failure becomes an answer
+            outcome = self._failure(error)
+        if isinstance(outcome, asyncio.Future):
+            outcome.add_done_callback(functools.partial(self._patched, stream))
+        else:
+            self._finish(stream, outcome)
 
-    def _task_done(self, stream: int, task: asyncio.Task[None]) -> None:
-        self.node.end()
-        if self.tasks.get(stream) is task:
-            del self.tasks[stream]
-
-    def _start_fast(self, stream: int, request: schema.Request, payload: bytes) -> bool:
+    def _start_fast(
+        self, request: schema.Request, payload: bytes
+    ) -> schema.Response | asyncio.Future[None] | None:
         """Patches and gets without a task when the store can answer synchronously (most
         of the time): a task and two coroutine frames per request measured about a fifth
-        of the node's CPU per patch. Returns False to take the ordinary path."""
+        of the node's CPU per patch. The answer, a patch's durability future, or None to
+        take the ordinary path. May raise: `_start` turns that into the answer."""
         service = self.node.service
-        try:
-            if isinstance(request, schema.Patch) and isinstance(service, Store):
-                future = service.patch_nowait(request.key, request.updates, patch_record(payload))
-                if future is None:
-                    return False
-                future.add_done_callback(functools.partial(self._patched, stream))
-                return True
-            if isinstance(request, schema.Get) and isinstance(service, Store):
-                change = service.get_nowait(request.key)
-                if change is None:
-                    return False
-                self._finish(stream, schema.Change(change.document, change.seq, change.reads))
-                return True
-        except BraidError as error:
-            self._finish(stream, schema.Failure(error.code, error.detail))
-            return True
-        return False
+        if isinstance(request, schema.Patch) and isinstance(service, Store):
+            return service.patch_nowait(request.key, request.updates, patch_record(payload))
+        if isinstance(request, schema.Get) and isinstance(service, Store):
+            change = service.get_nowait(request.key)
+            if change is None:
+                return None
+            return schema.Change(change.document, change.seq, change.reads)
+        return None
 
     def _patched(self, stream: int, future: asyncio.Future[None]) -> None:
+        self._finish(stream, self._outcome(future))
+
+    def _task_done(self, stream: int, task: asyncio.Task[schema.Response]) -> None:
+        if self.tasks.get(stream) is task:
+            del self.tasks[stream]
+        self._finish(stream, self._outcome(task))
+
+    def _outcome(
+        self, future: asyncio.Future[schema.Response] | asyncio.Future[None]
+    ) -> schema.Response:
+        """The answer a finished request's future stands for."""
         if future.cancelled():
-            response: schema.Response = schema.Failure(
-                errors.SHUTTING_DOWN.code, "the request did not finish before the node stopped"
-            )
-        elif (error := future.exception()) is not None:
-            assert isinstance(error, BraidError), error
-            response = schema.Failure(error.code, error.detail)
-        else:
-            response = schema.DONE
-        self._finish(stream, response)
+            detail = "the request did not finish before the node stopped"
+            return schema.Failure(errors.SHUTTING_DOWN.code, detail)
+        error = future.exception()
+        if error is not None:
+            return self._failure(error)
+        result = future.result()
+        return schema.DONE if result is None else result
+
+    def _failure(self, error: BaseException) -> schema.Failure:
+        """The one place an exception from the service becomes an answer: a BraidError its
+        code; anything else (a bug) INTERNAL with a short detail, logged with its
+        traceback and counted."""
+        if isinstance(error, BraidError):
+            return schema.Failure(error.code, error.detail)
+        self.node.stats.internal_errors += 1
+        log.error("request failed: INTERNAL %r", error, exc_info=error)
+        return schema.Failure(errors.INTERNAL.code, _short_detail(error))
 
     def _finish(self, stream: int, response: schema.Response) -> None:
-        self.node.end()
-        self._answer(stream, response)
-        self.flush_soon()
-
-    async def _run(self, stream: int, request: schema.Request) -> None:
+        """The one place a request gives its slots back: the node-wide one here, the
+        connection's stream slot when the answer is sent (or dropped: cancelled, closed)."""
         try:
-            response = await execute(self.node.service, request, self.node.address)
-        except BraidError as error:
-            response = schema.Failure(error.code, error.detail)
-        except asyncio.CancelledError:
-            response = schema.Failure(
-                errors.SHUTTING_DOWN.code, "the request did not finish before the node stopped"
-            )
-        except Exception as error:  # a bug: report it as INTERNAL, keep the node up
-            log.exception("request on stream %d failed", stream)
-            response = schema.Failure(errors.INTERNAL.code, f"{type(error).__name__}: {error}")
-        self._answer(stream, response)
+            self._answer(stream, response)
+        finally:
+            self.node.end()
         self.flush_soon()
 
     def _answer(self, stream: int, response: schema.Response) -> None:
+        try:
+            self.connection.send_response(stream, response)
+        except Exception as error:  # an answer that does not encode: a bug
+            response = self._failure(error)
+            self.connection.send_response(stream, response)
         if isinstance(response, schema.Failure):
             by_code = self.node.stats.by_code
             by_code[response.code] = by_code.get(response.code, 0) + 1
-        self.connection.send_response(stream, response)
 
     # -- lifecycle ------------------------------------------------------------------------
 

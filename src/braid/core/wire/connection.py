@@ -190,6 +190,7 @@ class Connection:
         self._push_receive_window: dict[int, int] = {}
         self._peer_push_window = 0
         self._going_away = False
+        self.frames_received = 0  # counts frames, so the runtime can tell a new partial frame
 
     # -- sending ------------------------------------------------------------------------
 
@@ -230,8 +231,8 @@ class Connection:
         self._require(self.role is Role.SERVER, "send_response")
         if self.state is not State.READY or stream not in self._open:
             return
+        payload = schema.encode(message)  # first: if it raises, the stream is still open
         self._open.discard(stream)
-        payload = schema.encode(message)
         self._outgoing += encode_frame(FrameType.RESPONSE, stream, payload, FLAG_END)
 
     def cancel(self, stream: int) -> None:
@@ -294,9 +295,27 @@ class Connection:
         self._outgoing.clear()
         return data
 
+    def abandon(self, info: ErrorInfo, message: str) -> ConnectionFailed | None:
+        """This side gives up on the connection (a bound of the node, not the peer's fault
+        as far as the protocol goes): tell the peer why (Refuse or GoAway) and close.
+        Returns the event to report (None if already closed)."""
+        if self.state is State.CLOSED:
+            return None
+        self._fail(info, message)
+        return ConnectionFailed(info.code, message, False)
+
     @property
     def in_flight(self) -> int:
         return len(self._open)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and held for a frame that is not complete yet."""
+        return self._decoder.buffered
+
+    def pending_frame_bytes(self) -> int:
+        """The announced size of the frame being received (see FrameDecoder)."""
+        return self._decoder.pending_frame_bytes()
 
     def _closed(self) -> bool:
         # A method, not an inline comparison: receiving a frame can close the connection,
@@ -320,6 +339,7 @@ class Connection:
         try:
             frames = self._decoder.feed(data)
             while frames:
+                self.frames_received += len(frames)
                 for frame in frames:
                     self._receive_frame(frame, events)
                     if self._closed():
@@ -340,6 +360,7 @@ class Connection:
         if self.state is State.CLOSED:
             return None
         self.state = State.CLOSED
+        self._decoder.clear()
         return ConnectionFailed(errors.CONNECTION_LOST.code, "the connection closed", True)
 
     def _fail(self, info: ErrorInfo, message: str) -> ConnectionFailed:
@@ -349,6 +370,7 @@ class Connection:
             goaway = schema.GoAway(info.code, message, self._last_peer_stream)
             self._outgoing += encode_frame(FrameType.CONTROL, 0, schema.encode(goaway))
         self.state = State.CLOSED
+        self._decoder.clear()  # nothing more is read: free what a partial frame held
         return ConnectionFailed(info.code, message, True)
 
     def _receive_frame(self, frame: Frame, events: list[Event]) -> None:

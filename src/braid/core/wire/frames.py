@@ -81,7 +81,20 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> int:
+        """Bytes held for a frame not yet complete (the runtime bounds their sum)."""
         return len(self._buffer)
+
+    def pending_frame_bytes(self) -> int:
+        """The whole size (header included) of the frame being buffered, as its header
+        announces; 0 when nothing is buffered, the bytes held while the header is incomplete."""
+        buffer = self._buffer
+        if len(buffer) < FRAME_HEADER_SIZE:
+            return len(buffer)
+        return FRAME_HEADER_SIZE + int(FRAME_HEADER.unpack_from(buffer)[0])
+
+    def clear(self) -> None:
+        """Drop whatever is buffered (the connection closed: free the memory now)."""
+        self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add data; return every frame now complete. Raises FrameError on a bad frame.
