@@ -349,8 +349,9 @@ def test_list_on_missing_store(tmp_path: Path, braid_cli: Run) -> None:
 
 
 def test_store_held_by_another_process_is_locked(store: Path, braid_cli: Run) -> None:
-    """While another open file description holds the store's flock, commands fail with 3003."""
-    fd = os.open(store / "LOCK", os.O_RDWR)
+    """While another open file description holds the store directory's flock, commands fail
+    with 3003."""
+    fd = os.open(store, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = braid_cli("doc", "get", "--data", str(store), "chat", "doc")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 import braid
 from braid.errors import BraidError
 from braid.storage.api import DataService
-from braid.storage.durable import APPLIED_FILE
+from braid.storage.scan import APPLIED_FILE
 from braid.storage.router import Store
 
 if TYPE_CHECKING:

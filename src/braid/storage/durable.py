@@ -14,7 +14,21 @@ A checkpoint (in its own thread) applies durable operations to the applied state
 the lsn, and then releases log segments at or below it. On open the store replays the log
 after the recorded lsn and checkpoints at once, so reopening costs one log tail.
 
-Directory layout: `LOCK` (flock held while open), `applied.sqlite3`, `wal/seg-*.wal`.
+Opening runs `scan_store` (the same scan `braid verify` runs) and refuses a damaged store
+with its code. The store directory itself is locked (`flock` on the directory, which cannot
+be unlinked or swapped out from under its holder): exclusively by a read-write open, shared
+by a read-only one. A read-only open (`read_only=True`, and what every read-only command
+uses) writes nothing: it replays the log tail in memory, repairs nothing, and refuses
+writes with STORE_READ_ONLY.
+
+A full disk is an operating condition, not a failure: a write the log cannot take fails with
+DISK_FULL (retryable) and is reverted, together with every write logged after it (the
+documents they touched are reloaded from what is durable); a checkpoint that cannot be
+written is logged, counted and retried. Reads keep working, and writes resume by
+themselves once there is room.
+
+Directory layout: `LOCK` (who holds the store, for people; the lock is on the directory),
+`applied.sqlite3`, `wal/seg-*.wal`, `wal/spare.tmp`.
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -40,20 +55,29 @@ from braid.errors import (
     DOCUMENT_NOT_FOUND,
     STORE_CLOSED,
     STORE_LOCKED,
-    STORE_NOT_FOUND,
+    STORE_READ_ONLY,
     WAL_CORRUPT,
     BraidError,
 )
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 from braid.storage.applied import AppliedState
+from braid.storage.scan import (
+    APPLIED_FILE,
+    WAL_DIRECTORY,
+    StoreScan,
+    require_store,
+    scan_store,
+)
 from braid.storage.wal import (
+    SPARE_NAME,
     WalWriter,
-    analyze_log,
-    raise_if_corrupt,
+    access_error,
+    create_first_segment,
     repair_torn_tail,
 )
 
-APPLIED_FILE = "applied.sqlite3"
+log = logging.getLogger("braid.store")
+LOCK_FILE = "LOCK"
 
 
 @dataclass(frozen=True)
@@ -95,42 +119,68 @@ class DurableEngine:
         config: DurableConfig | None = None,
         *,
         create: bool = True,
+        read_only: bool = False,
     ) -> DurableEngine:
+        """Open the store in `directory` (creating it when `create` and absent).
+
+        `read_only` opens an existing store for reading only: nothing on disk is written,
+        writes fail with STORE_READ_ONLY, and a writer holding the store is STORE_LOCKED.
+        """
         self = object.__new__(cls)
-        await self._open(Path(directory), config or DurableConfig(), create)
+        await self._open(Path(directory), config or DurableConfig(), create, read_only)
         return self
 
-    async def _open(self, directory: Path, config: DurableConfig, create: bool) -> None:
+    async def _open(
+        self, directory: Path, config: DurableConfig, create: bool, read_only: bool
+    ) -> None:
         self.directory = directory
         self.config = config
-        if not create and not (directory / APPLIED_FILE).is_file():
-            raise BraidError(STORE_NOT_FOUND, f"no braid store at {directory}")
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock_directory(directory)
+        self.read_only = read_only
         self._cache: OrderedDict[Key, _Entry] = OrderedDict()
         self._cache_bytes = 0
         self._pending_ops: list[tuple[int, Op]] = []
         self._closed = False
-        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="braid-checkpoint")
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._checkpoint_timer: asyncio.TimerHandle | None = None
         self._checkpoint_lock = asyncio.Lock()
         self.checkpoints = 0
         self.checkpoint_seconds_total = 0.0
+        self.checkpoint_failures = 0
+        self._wal: WalWriter | None = None
+        first = scan_store(directory, config.segment_bytes)
+        if not first.exists and (read_only or not create):
+            require_store(first)
+        first.raise_if_damaged()
+        if not first.exists:
+            _make_store_directory(directory)
+        self._lock_fd = _lock_directory(directory, shared=read_only)
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="braid-checkpoint")
         applied: AppliedState | None = None
         try:
-            self._applied = applied = AppliedState(directory / APPLIED_FILE)
-            self._applied_through = self._applied.applied_lsn()
-            self.report = self._recover(directory / "wal")
-            self._wal = WalWriter(
-                directory / "wal",
-                self._analysis,
-                self._applied.applied_lsn() + 1,
-                config.segment_bytes,
-            )
-            del self._analysis
-            if self._pending_ops:
-                await self._checkpoint_now()
+            # Scanned again under the lock: another process may have changed it meanwhile.
+            scan = scan_store(directory, config.segment_bytes)
+            scan.raise_if_damaged()
+            if not read_only:
+                _note_holder(directory)
+                self._prepare_for_writing(scan)
+            applied_path = directory / APPLIED_FILE
+            if read_only and scan.applied_lsn is None:
+                applied = None  # rebuilt from the log in memory below
+            else:
+                applied = AppliedState(applied_path, read_only=read_only)
+            self._applied = applied
+            self._applied_through = applied.applied_lsn() if applied is not None else 0
+            self.report = self._recover(scan)
+            if not read_only:
+                self._wal = WalWriter(
+                    directory / WAL_DIRECTORY,
+                    scan.log,
+                    self._applied_through + 1,
+                    config.segment_bytes,
+                )
+                self._wal.on_rollback = self._revert_from
+                if self._pending_ops:
+                    await self._checkpoint_now()
         except BaseException:
             self._checkpointer.shutdown()
             if applied is not None:
@@ -138,24 +188,35 @@ class DurableEngine:
             os.close(self._lock_fd)
             raise
 
-    def _recover(self, wal_directory: Path) -> OpenReport:
-        wal_directory.mkdir(exist_ok=True)
-        analysis = analyze_log(wal_directory)
-        raise_if_corrupt(analysis)
-        repaired = analysis.verdict == "torn"
-        detail = analysis.detail
-        if repaired:
-            repair_torn_tail(analysis, self.config.segment_bytes)
-        applied_lsn = self._applied.applied_lsn()
-        first = analysis.records[0].lsn if analysis.records else applied_lsn + 1
-        last = analysis.records[-1].lsn if analysis.records else applied_lsn
-        if first > applied_lsn + 1 or last < applied_lsn:
-            raise BraidError(
-                WAL_CORRUPT,
-                f"the log holds lsn {first}..{last} but the applied state is at "
-                f"{applied_lsn}: records are missing; files preserved in {wal_directory}",
-            )
+    def _prepare_for_writing(self, scan: StoreScan) -> None:
+        """Repair what the scan found repairable and create what a new store lacks; every
+        step here is one a crash may interrupt and the next open redo."""
+        wal = self.directory / WAL_DIRECTORY
+        try:
+            wal.mkdir(exist_ok=True)
+            for leftover in (wal / (SPARE_NAME + ".part"),):
+                leftover.unlink(missing_ok=True)
+            if not scan.log.segments:
+                create_first_segment(wal, self.config.segment_bytes)
+                scan.log = scan_store(self.directory, self.config.segment_bytes).log
+            if scan.log.verdict == "torn":
+                repair_torn_tail(scan.log)
+            if scan.rebuild_applied:
+                (self.directory / APPLIED_FILE).unlink(missing_ok=True)
+        except OSError as error:
+            raise access_error(
+                Path(error.filename or wal), error, "cannot prepare the store at"
+            ) from None
+        for repair in scan.repairs:
+            log.warning("%s: %s", self.directory, repair)
+
+    def _recover(self, scan: StoreScan) -> OpenReport:
+        analysis = scan.log
+        repaired = bool(scan.repairs)
+        detail = "; ".join(scan.repairs)
+        applied_lsn = self._applied_through
         replayed = 0
+        wal_directory = self.directory / WAL_DIRECTORY
         for record in analysis.records:
             if record.lsn <= applied_lsn or record.type is RecordType.COMMIT:
                 continue
@@ -168,7 +229,6 @@ class DurableEngine:
                     f"record lsn {record.lsn} in {wal_directory} cannot be applied: {e}",
                 ) from None
             replayed += 1
-        self._analysis = analysis
         return OpenReport(replayed, repaired, detail)
 
     def _replay(self, op: Op, lsn: int) -> None:
@@ -197,7 +257,7 @@ class DurableEngine:
         if entry is not None:
             self._cache.move_to_end(key)
             return entry
-        log = self._applied.load(key)
+        log = self._applied.load(key) if self._applied is not None else None
         if log is None:
             return None
         entry = _Entry(log)
@@ -253,10 +313,49 @@ class DurableEngine:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
+    def _check_open(self) -> WalWriter:
+        """Before a write: the store is open, writable, and its log takes writes."""
+        self._check_readable()
+        wal = self._writable_wal()
+        wal.check_writable()
+        return wal
+
+    def _check_readable(self) -> None:
         if self._closed:
             raise BraidError(STORE_CLOSED, f"the store at {self.directory} is closed")
-        self._wal.check_writable()
+
+    def _writable_wal(self) -> WalWriter:
+        if self._wal is None:
+            raise BraidError(STORE_READ_ONLY, f"the store at {self.directory} is open read-only")
+        return self._wal
+
+    def _revert_from(self, first_lsn: int) -> None:
+        """The log gave back every record from `first_lsn` on (the disk was full): drop
+        those operations and rebuild the documents they touched from what is durable."""
+        kept = [(lsn, op) for lsn, op in self._pending_ops if lsn < first_lsn]
+        touched = {op.key for lsn, op in self._pending_ops if lsn >= first_lsn}
+        self._pending_ops = kept
+        for key in touched:
+            old = self._cache.pop(key, None)
+            if old is not None and old.log is not None:
+                self._cache_bytes -= old.log.bytes
+            self._rebuild(key, [(lsn, op) for lsn, op in kept if op.key == key])
+
+    def _rebuild(self, key: Key, operations: list[tuple[int, Op]]) -> None:
+        """Cache `key` as the applied state holds it plus its durable pending operations."""
+        entry = self._entry(key)
+        for lsn, op in operations:
+            if isinstance(op, InitOp):
+                entry = self._install(key, DocumentLog([op.update]))
+            elif entry is not None and entry.log is not None:
+                if isinstance(op, PatchOp):
+                    self._grow(entry, op.updates)
+                elif isinstance(op, FoldOp):
+                    self._fold(entry, op)
+                elif isinstance(op, DeleteOp):
+                    self._tombstone(key)
+            assert entry is not None, f"pending operation on {key}, absent from the store"
+            entry.last_lsn = lsn
 
     def _note_pending(self, op: Op, lsn: int) -> None:
         entry = self._cache[op.key]
@@ -277,22 +376,24 @@ class DurableEngine:
 
     async def initialize(self, key: Key, update: Update) -> None:
         check_initialize(update)
-        if self._wal.full:
-            await self._wal.wait_for_room()
-        self._check_open()
+        wal = self._writable_wal()
+        if wal.full:
+            await wal.wait_for_room()
+        wal = self._check_open()
         entry = self._entry(key)
         if entry is not None and entry.log is not None:
             raise DocumentLog.refuse_initialize_existing()
         op = InitOp(key, update)
         kind, payload = encode_op(op)
-        lsn, future = self._wal.append(kind, payload)
+        lsn, future = wal.append(kind, payload)
         self._install(key, DocumentLog([update]))
         await self._after_log(op, lsn, future)
 
     async def patch(self, key: Key, updates: Sequence[Update]) -> None:
         check_updates(updates)
-        if self._wal.full:
-            await self._wal.wait_for_room()
+        wal = self._wal
+        if wal is not None and wal.full:
+            await wal.wait_for_room()
         await self._append(key, updates)
 
     def patch_nowait(
@@ -306,14 +407,15 @@ class DurableEngine:
         from the request's bytes): it is logged as is instead of encoding the updates again.
         """
         check_updates(updates)
-        if self._wal.full:
+        wal = self._wal
+        if wal is not None and wal.full:
             return None
         return self._append(key, updates, encoded)
 
     def _append(
         self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
     ) -> asyncio.Future[None]:
-        self._check_open()
+        wal = self._check_open()
         entry = self._entry(key)
         if entry is None or entry.log is None:
             raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
@@ -321,13 +423,14 @@ class DurableEngine:
         op = PatchOp(key, tuple(updates))
         if encoded is None:
             encoded = encode_op(op)[1]
-        lsn, future = self._wal.append(RecordType.PATCH, encoded)
+        lsn, future = wal.append(RecordType.PATCH, encoded)
         self._grow(entry, updates)
         return self._after_log(op, lsn, future)
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
-        if self._wal.full:
-            await self._wal.wait_for_room()
+        wal = self._writable_wal()
+        if wal.full:
+            await wal.wait_for_room()
         log = await self._readable(key)
         fold = log.plan_fold(seq, document, history)
         if fold is None:
@@ -338,21 +441,22 @@ class DurableEngine:
             raise BraidError(DOCUMENT_NOT_FOUND, f"{key} changed during snapshot; retry")
         op = FoldOp(key, fold)
         kind, payload = encode_op(op)
-        lsn, future = self._wal.append(kind, payload)
+        lsn, future = wal.append(kind, payload)
         self._fold(entry, op)
         await self._after_log(op, lsn, future)
         return fold.count - 1
 
     async def delete(self, key: Key) -> None:
-        if self._wal.full:
-            await self._wal.wait_for_room()
+        wal = self._writable_wal()
+        if wal.full:
+            await wal.wait_for_room()
         self._check_open()
         entry = self._entry(key)
         if entry is None or entry.log is None:
             raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
         op = DeleteOp(key)
         kind, payload = encode_op(op)
-        lsn, future = self._wal.append(kind, payload)
+        lsn, future = wal.append(kind, payload)
         self._tombstone(key)
         await self._after_log(op, lsn, future)
 
@@ -361,9 +465,10 @@ class DurableEngine:
     def _readable_now(self, key: Key, *, settled: bool = True) -> DocumentLog | None:
         """The document; with `settled`, None while a write to it is still syncing (never
         hand out what a crash could take back). Raises DOCUMENT_NOT_FOUND when absent."""
-        self._check_open()
+        self._check_readable()
         entry = self._entry(key)
-        if settled and entry is not None and entry.last_lsn > self._wal.durable_lsn:
+        wal = self._wal
+        if settled and entry is not None and wal is not None and entry.last_lsn > wal.durable_lsn:
             return None
         if entry is None or entry.log is None:
             raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
@@ -372,7 +477,7 @@ class DurableEngine:
     async def _readable(self, key: Key) -> DocumentLog:
         log = self._readable_now(key)
         if log is None:
-            await self._wal.sync()
+            await self._writable_wal().sync()
             # Writes made while we waited are not this read's to wait for.
             log = self._readable_now(key, settled=False)
             assert log is not None
@@ -392,10 +497,30 @@ class DurableEngine:
         return (await self._readable(key)).compute(method, seq)
 
     async def inventory(self) -> list[DocumentInfo]:
-        self._check_open()
+        self._check_readable()
+        if self._wal is None:
+            return self._inventory_read_only()
         await self._drain()
         await self._checkpoint_now()
+        if self._pending_ops:  # the checkpoint failed (logged): answer from memory too
+            return self._inventory_read_only()
+        assert self._applied is not None
         return list(self._applied.inventory())
+
+    def _inventory_read_only(self) -> list[DocumentInfo]:
+        """The applied state's inventory, with the documents that pending (logged, not yet
+        checkpointed) operations touched taken from memory; their byte count is the
+        msgpack size of their deltas, as a checkpoint would store them."""
+        listed = {info.key: info for info in self._applied.inventory()} if self._applied else {}
+        for key in {op.key for _, op in self._pending_ops}:
+            entry = self._cache.get(key)
+            if entry is None or entry.log is None:
+                listed.pop(key, None)
+                continue
+            deltas = entry.log.deltas
+            size = len(msgspec.msgpack.encode(deltas))
+            listed[key] = DocumentInfo(key, deltas[-1].seq_end, len(deltas), size)
+        return sorted(listed.values(), key=lambda info: (info.key.space, info.key.key))
 
     async def close(self, key: Key | None = None) -> None:
         if key is not None:
@@ -410,40 +535,56 @@ class DurableEngine:
         self._closed = True
         if self._checkpoint_timer is not None:
             self._checkpoint_timer.cancel()
+        wal = self._wal
+        if wal is not None:
+            await self._close_log(wal)
+        self._checkpointer.shutdown(wait=True)
+        if self._applied is not None:
+            self._applied.close()
+        os.close(self._lock_fd)
+
+    async def _close_log(self, wal: WalWriter) -> None:
+        """Make what is pending durable and checkpoint it. A checkpoint that fails here is
+        logged, not raised: every acknowledged write is in the log, which the next open
+        replays, and the close itself succeeds."""
         with contextlib.suppress(BraidError):
-            await self._drain()
+            await wal.sync()
         if self._checkpoint_task is not None:
             with contextlib.suppress(BaseException):
                 await self._checkpoint_task
-        if self.config.checkpoint_on_close and not self._wal.failed:
-            await self._checkpoint_now()
-        await self._wal.close()
-        self._checkpointer.shutdown(wait=True)
-        self._applied.close()
-        os.close(self._lock_fd)
+        if self.config.checkpoint_on_close and not wal.failed:
+            with contextlib.suppress(BraidError):
+                await self._checkpoint_now()
+        await wal.close()
 
     async def _drain(self) -> None:
         """Wait until every write issued so far is durable."""
-        await self._wal.sync()
+        await self._writable_wal().sync()
 
     # -- figures for metrics ----------------------------------------------------------------
 
     def figures(self) -> dict[str, float]:
         """Counters and gauges for the metrics endpoint (cheap: no I/O)."""
         wal = self._wal
-        return {
-            "wal_records_total": wal.records_appended,
-            "wal_batches_total": wal.batches_synced,
-            "wal_sync_seconds_total": wal.sync_seconds_total,
-            "wal_segments": wal.segment_count(),
-            "wal_durable_lsn": wal.durable_lsn,
+        figures = {
             "checkpoints_total": self.checkpoints,
+            "checkpoint_failures_total": self.checkpoint_failures,
             "checkpoint_seconds_total": self.checkpoint_seconds_total,
             "applied_lsn": self._applied_through,
             "pending_operations": len(self._pending_ops),
             "cached_documents": len(self._cache),
             "cached_bytes": self._cache_bytes,
         }
+        if wal is not None:
+            figures |= {
+                "wal_records_total": wal.records_appended,
+                "wal_batches_total": wal.batches_synced,
+                "wal_sync_seconds_total": wal.sync_seconds_total,
+                "wal_disk_full_total": wal.disk_full_total,
+                "wal_segments": wal.segment_count(),
+                "wal_durable_lsn": wal.durable_lsn,
+            }
+        return figures
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -466,7 +607,7 @@ class DurableEngine:
             self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint())
 
     async def _checkpoint(self) -> None:
-        with contextlib.suppress(BraidError):
+        with contextlib.suppress(BraidError):  # logged and counted by _checkpoint_locked
             await self._checkpoint_now()
 
     async def _checkpoint_now(self) -> None:
@@ -479,7 +620,9 @@ class DurableEngine:
             await self._checkpoint_locked()
 
     async def _checkpoint_locked(self) -> None:
-        durable = self._wal.durable_lsn
+        wal = self._writable_wal()
+        assert self._applied is not None
+        durable = wal.durable_lsn
         count = 0
         while count < len(self._pending_ops) and self._pending_ops[count][0] <= durable:
             count += 1
@@ -490,23 +633,73 @@ class DurableEngine:
         operations = [op for _, op in batch]
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        await loop.run_in_executor(
-            self._checkpointer, self._applied.checkpoint, operations, through
-        )
+        try:
+            await loop.run_in_executor(
+                self._checkpointer, self._applied.checkpoint, operations, through
+            )
+        except BraidError as error:
+            self._checkpoint_failed(error)
+            raise
         self.checkpoint_seconds_total += time.perf_counter() - started
         del self._pending_ops[:count]
         self._applied_through = through
         self.checkpoints += 1
-        if not self._wal.failed:
-            await self._wal.release_through(through)
+        if not wal.failed:
+            try:
+                await wal.release_through(through)
+            except OSError as error:  # the segments are released again after the next one
+                log.warning("%s: releasing log segments failed: %s", self.directory, error)
         self._evict()
 
+    def _checkpoint_failed(self, error: BraidError) -> None:
+        """A checkpoint could not be written (a full disk, most often): the operations stay
+        pending and pinned, the log keeps them, and the timer tries again."""
+        self.checkpoint_failures += 1
+        log.warning(
+            "%s: checkpoint failed (%d so far; retried in %.0f s): %s",
+            self.directory,
+            self.checkpoint_failures,
+            self.config.checkpoint_interval_seconds,
+            error,
+        )
+        if self._checkpoint_timer is None and not self._closed:
+            self._checkpoint_timer = asyncio.get_running_loop().call_later(
+                self.config.checkpoint_interval_seconds, self._on_checkpoint_timer
+            )
 
-def _lock_directory(directory: Path) -> int:
-    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+
+def _make_store_directory(directory: Path) -> None:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise access_error(directory, error, "cannot create the store directory") from None
+
+
+def _lock_directory(directory: Path, *, shared: bool) -> int:
+    """Lock the store directory itself (a LOCK file could be unlinked and recreated while
+    held, letting a second process in): exclusively to write, shared to read."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise access_error(directory, error, "cannot open the store directory") from None
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise BraidError(STORE_LOCKED, f"{directory} is open in another process") from None
+        holder = _holder(directory)
+        raise BraidError(STORE_LOCKED, f"{directory} is open in another process{holder}") from None
     return fd
+
+
+def _note_holder(directory: Path) -> None:
+    """Write who holds the store into LOCK, for people (the lock is on the directory)."""
+    with contextlib.suppress(OSError):
+        (directory / LOCK_FILE).write_text(f"pid {os.getpid()}\n")
+
+
+def _holder(directory: Path) -> str:
+    try:
+        text = (directory / LOCK_FILE).read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return f" ({text[:64]})" if text else ""

@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +41,21 @@ from braid.core.wal.record import (
     SegmentHeaderError,
     decode_segment_header,
     encode_record,
+    encode_seal,
     encode_segment_header,
     find_later_batch,
     scan_segment,
+    written_whole,
 )
-from braid.errors import RECORD_TOO_LARGE, STORE_CLOSED, WAL_CORRUPT, WAL_FAILED, BraidError
+from braid.errors import (
+    DISK_FULL,
+    RECORD_TOO_LARGE,
+    STORE_ACCESS,
+    STORE_CLOSED,
+    WAL_CORRUPT,
+    WAL_FAILED,
+    BraidError,
+)
 
 _SEGMENT_NAME = re.compile(r"seg-(\d{8})\.wal")
 _SPARE_NAME = "spare.tmp"
@@ -59,9 +71,45 @@ def segment_path(directory: Path, index: int) -> Path:
     return directory / f"seg-{index:08d}.wal"
 
 
+SPARE_NAME = _SPARE_NAME
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS
+
+
+def access_error(path: Path, error: OSError, doing: str) -> BraidError:
+    """An environmental failure on a store path as a catalogued error naming the path."""
+    if is_disk_full(error):
+        return BraidError(DISK_FULL, f"{doing} {path}: the disk is full ({error.strerror})")
+    reason = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EROFS: "read-only file system",
+        errno.EISDIR: "is a directory, where braid expects a file",
+        errno.ENOTDIR: "a path component is a file, where braid expects a directory",
+        errno.EEXIST: "exists and is not a directory",
+        errno.ENOENT: "does not exist",
+    }.get(error.errno or 0, error.strerror or str(error))
+    return BraidError(STORE_ACCESS, f"{doing} {path}: {reason}")
+
+
+def read_file(path: Path) -> bytes:
+    """A store file's bytes; an environmental failure becomes STORE_ACCESS naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise access_error(path, error, "cannot read") from None
+
+
 def list_segments(directory: Path) -> list[tuple[int, Path]]:
     found = []
-    for path in directory.iterdir():
+    try:
+        entries = list(directory.iterdir())
+    except OSError as error:
+        raise access_error(directory, error, "cannot list") from None
+    for path in entries:
         match = _SEGMENT_NAME.fullmatch(path.name)
         if match:
             found.append((int(match.group(1)), path))
@@ -87,6 +135,7 @@ class SegmentState:
     records: int = 0
     end: int = SEGMENT_HEADER_SIZE
     last_batch: int = 0
+    sealed: bool = False  # the log continues in the next segment
 
 
 @dataclass
@@ -103,20 +152,28 @@ class LogAnalysis:
 
 
 def analyze_log(directory: Path) -> LogAnalysis:
-    """Scan every segment without changing anything."""
+    """Scan every segment without changing anything.
+
+    Besides each segment's records, the scan checks what the files say of each other: a
+    segment's name and header agree, it has the size its header records (segments are
+    preallocated before they are named, so a short one was truncated), consecutive segments
+    continue each other's lsns and indexes, and a sealed segment's successor exists.
+    """
     analysis = LogAnalysis()
     segments = list_segments(directory)
     expected_lsn: int | None = None
+    expected_index: int | None = None
     for position, (index, path) in enumerate(segments):
-        data = path.read_bytes()
+        data = read_file(path)
         try:
             scan = scan_segment(data, expected_lsn)
         except SegmentHeaderError as error:
             return _corrupt(analysis, path, 0, f"segment header: {error}")
         header = scan.header
-        if expected_lsn is not None and header.first_lsn != expected_lsn:
-            detail = f"segment starts at lsn {header.first_lsn}, expected {expected_lsn}"
-            return _corrupt(analysis, path, 0, detail)
+        problem = _segment_problem(header, index, len(data), expected_index, expected_lsn)
+        if problem is not None:
+            return _corrupt(analysis, path, 0, problem)
+        expected_index = index + 1
         # A segment without records has not finished its first batch (header.first_batch):
         # the writer must write that batch number there next, not the one after it.
         last_batch = header.first_batch - 1
@@ -129,7 +186,7 @@ def analyze_log(directory: Path) -> LogAnalysis:
         if scan.damaged_at is not None:
             evidence = _later_batch_anywhere(
                 data, scan.damaged_at, scan.damaged_batch, segments[position + 1 :]
-            )
+            ) or written_whole(data, scan)
             if evidence is not None:
                 detail = (
                     f"damage at offset {scan.damaged_at} (batch {scan.damaged_batch}), "
@@ -142,7 +199,40 @@ def analyze_log(directory: Path) -> LogAnalysis:
             analysis.detail = f"torn tail at offset {scan.damaged_at} of {path.name}"
             analysis.discard_segments = [later_path for _, later_path in segments[position + 1 :]]
             return analysis
+        if scan.seal is not None:
+            seal = scan.seal
+            following = segments[position + 1] if position + 1 < len(segments) else None
+            if following is None or following[0] != seal.next_index:
+                detail = (
+                    f"sealed at offset {seal.offset}: the log continues in "
+                    f"{segment_path(directory, seal.next_index).name} at lsn {seal.lsn}, "
+                    "which is missing (the log's tail was removed)"
+                )
+                return _corrupt(analysis, path, seal.offset, detail)
+            state.sealed = True
     return analysis
+
+
+def _segment_problem(
+    header: SegmentHeader,
+    index: int,
+    size: int,
+    expected_index: int | None,
+    expected_lsn: int | None,
+) -> str | None:
+    """What is wrong with a segment's place in the log, judged from its header, or None."""
+    if header.index != index:
+        return f"the header names segment {header.index}: the file was renamed"
+    if header.segment_bytes and size != header.segment_bytes:
+        return (
+            f"the segment is {size} bytes but was preallocated to {header.segment_bytes}: "
+            "it was truncated or extended"
+        )
+    if expected_index is not None and index != expected_index:
+        return f"segment {expected_index} is missing before it"
+    if expected_lsn is not None and header.first_lsn != expected_lsn:
+        return f"segment starts at lsn {header.first_lsn}, expected {expected_lsn}"
+    return None
 
 
 def _corrupt(analysis: LogAnalysis, path: Path, offset: int, detail: str) -> LogAnalysis:
@@ -169,7 +259,7 @@ def _later_batch_anywhere(
             f"at offset {record.offset}"
         )
     for _, path in later_segments:
-        later_data = path.read_bytes()
+        later_data = read_file(path)
         with contextlib.suppress(SegmentHeaderError):
             header = decode_segment_header(later_data)
             if header.first_batch > batch:
@@ -177,7 +267,9 @@ def _later_batch_anywhere(
                     f"{path.name} follows it, created for later batch {header.first_batch} "
                     "after the batches before it were durable"
                 )
-        record = find_later_batch(later_data, SEGMENT_HEADER_SIZE, batch)
+        # A later segment's records were written after everything in this one was durable,
+        # its seal included (a damaged seal carries the batch the next segment starts with).
+        record = find_later_batch(later_data, SEGMENT_HEADER_SIZE, batch - 1)
         if record is not None:
             return (
                 f"an intact record of later batch {record.batch} (lsn {record.lsn}) follows "
@@ -186,8 +278,8 @@ def _later_batch_anywhere(
     return None
 
 
-def repair_torn_tail(analysis: LogAnalysis, segment_bytes: int) -> None:
-    """Zero the torn tail, drop segments after it, and restore the preallocated size."""
+def repair_torn_tail(analysis: LogAnalysis) -> None:
+    """Zero the torn tail and drop the segments after it (they hold nothing durable)."""
     assert analysis.verdict == "torn"
     assert analysis.problem_segment is not None
     path = analysis.problem_segment
@@ -200,8 +292,6 @@ def repair_torn_tail(analysis: LogAnalysis, segment_bytes: int) -> None:
             chunk = _ZEROS[: min(remaining, len(_ZEROS))]
             handle.write(chunk)
             remaining -= len(chunk)
-        if len(data) < segment_bytes:
-            handle.truncate(segment_bytes)
         handle.flush()
         os.fdatasync(handle.fileno())
     for discarded in analysis.discard_segments:
@@ -219,7 +309,54 @@ def raise_if_corrupt(analysis: LogAnalysis) -> None:
         )
 
 
+def spare_problem(path: Path, segment_bytes: int) -> str | None:
+    """Why the spare segment cannot be used as it is, or None (read only)."""
+    try:
+        size = path.stat().st_size
+        if size != segment_bytes:
+            return f"{size} bytes instead of {segment_bytes}"
+        with open(path, "rb") as handle:
+            while block := handle.read(len(_ZEROS)):
+                if block.count(0) != len(block):
+                    return "holds non-zero bytes"
+    except OSError as error:
+        return str(access_error(path, error, "cannot read"))
+    return None
+
+
+def create_first_segment(directory: Path, segment_bytes: int) -> None:
+    """Create a new store's first segment (lsn 1, batch 1) before anything else of it, so
+    that a store's applied state never exists without a log beside it."""
+    temporary = directory / (_SPARE_NAME + ".part")
+    with open(temporary, "wb") as handle:
+        handle.write(encode_segment_header(SegmentHeader(1, 1, 1, segment_bytes)))
+        remaining = segment_bytes - SEGMENT_HEADER_SIZE
+        while remaining > 0:
+            remaining -= handle.write(_ZEROS[: min(remaining, len(_ZEROS))])
+        handle.flush()
+        os.fdatasync(handle.fileno())
+    os.rename(temporary, segment_path(directory, 1))
+    fsync_directory(directory)
+
+
 # -- the writer ----------------------------------------------------------------------------
+
+
+# The seal record written at the end of a segment the log moves on from (header + index).
+_SEAL_BYTES = RECORD_HEADER_SIZE + 8
+# A reopened segment is written on only if at least this much room is left in it.
+_SEGMENT_ROOM_MIN = 4096
+assert _SEGMENT_ROOM_MIN > _SEAL_BYTES + RECORD_HEADER_SIZE
+
+
+class _NothingWritten(Exception):
+    """The disk was full before any byte of a batch was written: the batch can be given back
+    (its waiters and those appended after it fail with DISK_FULL; nothing else changes)."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.dropped: list[asyncio.Future[None]] = []
 
 
 @dataclass
@@ -276,10 +413,18 @@ class WalWriter:
         self.durable_lsn = self._next_lsn - 1
         self._fd = -1
         self._offset = 0
-        if self._segments and analysis.segments[-1].end + 4096 < segment_bytes:
-            active = self._segments[-1]
-            self._fd = os.open(active.path, _SEGMENT_FLAGS)
-            self._offset = analysis.segments[-1].end
+        self._active_bytes = segment_bytes  # the size of the segment being written
+        # An unsealed last segment too full to write on is sealed at the next rotation.
+        self._unsealed: tuple[Path, int] | None = None
+        last = analysis.segments[-1] if analysis.segments else None
+        if last is not None and last.header is not None and not last.sealed:
+            size = last.header.segment_bytes or segment_bytes
+            if last.end + _SEGMENT_ROOM_MIN < size:
+                self._fd = os.open(last.path, _SEGMENT_FLAGS)
+                self._offset = last.end
+                self._active_bytes = size
+            elif last.end + _SEAL_BYTES <= size:
+                self._unsealed = (last.path, last.end)
         # Guarded by _lock (shared with the writer thread):
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -290,6 +435,11 @@ class WalWriter:
         self._idle = False  # the writer thread is waiting for work
         self._closing = False
         self._failure: BaseException | None = None
+        # A batch that could not be written for want of space was given back (nothing of
+        # it reached the disk); appends fail until the event loop's thread has run
+        # `on_rollback` for it, so that nothing is checked against state being reverted.
+        self._rolling_back = False
+        self.on_rollback: Callable[[int], None] = lambda first_lsn: None
         # Event-loop thread only:
         self._loop = asyncio.get_running_loop()
         self._kick_scheduled = False
@@ -301,6 +451,7 @@ class WalWriter:
         self.records_appended = 0
         self.batches_synced = 0
         self.sync_seconds_total = 0.0
+        self.disk_full_total = 0  # batches refused for want of space (then retried later)
         self._thread = threading.Thread(target=self._run, name="braid-wal", daemon=True)
         self._thread.start()
         self._start_spare()
@@ -321,6 +472,8 @@ class WalWriter:
     def check_writable(self) -> None:
         if self._failure is not None:
             raise BraidError(WAL_FAILED, f"the write-ahead log failed: {self._failure}")
+        if self._rolling_back:
+            raise BraidError(DISK_FULL, "the log is giving back a batch the full disk refused")
 
     async def wait_for_room(self) -> None:
         """Wait while the open batch is full (bounded memory under overload)."""
@@ -404,19 +557,26 @@ class WalWriter:
                 and len(self._buffer) <= limits.wal_inline_sync_bytes_max
                 and self._fd >= 0
                 # the batch and its commit marker (a bare record header) fit the segment
-                and self._offset + len(self._buffer) + RECORD_HEADER_SIZE <= self._segment_bytes
+                and self._fits(len(self._buffer) + RECORD_HEADER_SIZE)
             )
             if not inline:
                 self._wakeup.notify()
                 return
             batch = self._seal()
         seconds, error = self._write_sealed(batch)
+        if isinstance(error, _NothingWritten):
+            self._rolled_back(batch.first_lsn, error.dropped, error.cause)
+            return
         if error is not None:
             self._fail(error, batch.waiters)
             return
         with self._lock:
             self._writing = False
         self._complete(batch.marker_lsn, batch.waiters, seconds)
+
+    def _fits(self, size: int) -> bool:
+        """Whether `size` more bytes fit the active segment, keeping room for its seal."""
+        return self._offset + size + _SEAL_BYTES <= self._active_bytes
 
     def _write_sealed(self, batch: _Batch) -> tuple[float, BaseException | None]:
         """Write a sealed batch (either thread); seconds taken, or the error. A failure is
@@ -425,12 +585,43 @@ class WalWriter:
         started = time.perf_counter()
         try:
             self._write_batch(batch)
-        except BaseException as error:  # any failure is fatal for the log
+        except _NothingWritten as refused:
+            with self._lock:  # give the batch back, and every record appended after it
+                self._writing = False
+                self._rolling_back = True
+                refused.dropped = [*batch.waiters, *self._waiters]
+                self._waiters = []
+                self._buffer = bytearray()
+                self._next_lsn = batch.first_lsn
+                self._open_batch = batch.number
+            return 0.0, refused
+        except BaseException as error:  # any other failure is fatal for the log
             with self._lock:
                 self._writing = False
                 self._failure = error
             return 0.0, error
         return time.perf_counter() - started, None
+
+    def _rolled_back(
+        self, first_lsn: int, dropped: list[asyncio.Future[None]], cause: OSError
+    ) -> None:
+        """A batch the full disk refused was given back (event-loop thread): the engine
+        reverts what it applied from lsn `first_lsn` on, then its writers get DISK_FULL.
+        Barriers are met: everything still appended is durable."""
+        self.disk_full_total += 1
+        try:
+            self.on_rollback(first_lsn)
+        finally:
+            with self._lock:
+                self._rolling_back = False
+        failure = BraidError(
+            DISK_FULL, f"the write-ahead log could not be written: {cause.strerror}"
+        )
+        for future in dropped:
+            if not future.done():
+                future.set_exception(failure)
+                future.exception()  # retrieved here: an abandoned waiter must not log it
+        self._complete(first_lsn - 1, [], 0.0)
 
     def _complete(
         self, marker_lsn: int, waiters: list[asyncio.Future[None]], seconds: float
@@ -438,8 +629,9 @@ class WalWriter:
         """A batch is durable (event-loop thread). Batches finish in order on disk, but an
         inline batch may be completed here before the thread's previous one is delivered,
         so the durable lsn only moves forward."""
-        self.sync_seconds_total += seconds
-        self.batches_synced += 1
+        if waiters:
+            self.sync_seconds_total += seconds
+            self.batches_synced += 1
         if marker_lsn > self.durable_lsn:
             self.durable_lsn = marker_lsn
         for future in waiters:
@@ -484,6 +676,9 @@ class WalWriter:
                         return
                     batch = self._seal()
                 seconds, error = self._write_sealed(batch)
+                if isinstance(error, _NothingWritten):
+                    post(self._rolled_back, batch.first_lsn, error.dropped, error.cause)
+                    continue
                 if error is not None:
                     post(self._fail, error, batch.waiters)
                     post(self._stopped_ok)
@@ -500,42 +695,66 @@ class WalWriter:
             self._stopped.set_result(None)
 
     def _write_batch(self, batch: _Batch) -> None:
+        """Write a sealed batch. Raises _NothingWritten when the disk is full before any of
+        its bytes were written (the batch can be given back); anything else is fatal."""
         data = batch.data
-        if self._fd < 0 or self._offset + len(data) > self._segment_bytes:
+        if self._fd < 0 or not self._fits(len(data)):
             self._rotate(batch.first_lsn, batch.number)
         view = memoryview(data)
         offset = self._offset
         while view:
-            written = os.pwrite(self._fd, view, offset)  # durable when it returns (O_DSYNC)
+            try:
+                written = os.pwrite(self._fd, view, offset)  # durable when it returns (O_DSYNC)
+            except OSError as error:
+                if offset == self._offset and is_disk_full(error):
+                    raise _NothingWritten(error) from error
+                raise
             view = view[written:]
             offset += written
         self._offset = offset
 
     def _rotate(self, first_lsn: int, batch: int) -> None:
+        """Move to a new segment: the spare, named and headed, then the old one's seal.
+
+        The new segment exists (its header durable, the directory synced) before the old
+        one is sealed, so a crash between the two leaves a log that reads the same."""
         if self._spare_thread is not None:
             self._spare_thread.join()
         spare = self._directory / _SPARE_NAME
         if not spare.exists():
-            self._prepare_spare()
+            try:
+                self._prepare_spare()
+            except OSError as error:
+                if is_disk_full(error):
+                    raise _NothingWritten(error) from error
+                raise
         with self._segments_lock:
             index = self._segments[-1].index + 1 if self._segments else 1
         fd = os.open(spare, _SEGMENT_FLAGS)
-        header = encode_segment_header(SegmentHeader(index, first_lsn, batch))
+        size = os.fstat(fd).st_size
+        header = encode_segment_header(SegmentHeader(index, first_lsn, batch, size))
         os.pwrite(fd, header, 0)  # durable when it returns (O_DSYNC)
         path = segment_path(self._directory, index)
         os.rename(spare, path)
         fsync_directory(self._directory)
+        seal = encode_seal(index, first_lsn, batch)
         if self._fd >= 0:
+            os.pwrite(self._fd, seal, self._offset)  # durable when it returns (O_DSYNC)
             os.close(self._fd)
+        elif self._unsealed is not None:
+            previous, end = self._unsealed
+            with open(previous, "r+b") as handle:
+                os.pwrite(handle.fileno(), seal, end)
+                os.fdatasync(handle.fileno())
+        self._unsealed = None
         self._fd = fd
         self._offset = SEGMENT_HEADER_SIZE
+        self._active_bytes = size
         with self._segments_lock:
             self._segments.append(_Segment(index, path, first_lsn))
         self._start_spare()
 
     def _start_spare(self) -> None:
-        if (self._directory / _SPARE_NAME).exists():
-            return
         self._spare_thread = threading.Thread(
             target=self._prepare_spare_quietly, name="braid-wal-spare", daemon=True
         )
@@ -547,10 +766,16 @@ class WalWriter:
             self._prepare_spare()
 
     def _prepare_spare(self) -> None:
+        """Make sure a spare segment is ready: a zero-filled file of the segment size.
+
+        A spare that is not exactly that (a crash between writing a header into it and
+        renaming it, or damage) is deleted and made again: it holds nothing of the log."""
         with self._spare_lock:
             final = self._directory / _SPARE_NAME
             if final.exists():
-                return
+                if spare_problem(final, self._segment_bytes) is None:
+                    return
+                final.unlink()
             temporary = self._directory / (_SPARE_NAME + ".part")
             fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
@@ -558,8 +783,11 @@ class WalWriter:
                 while remaining > 0:
                     remaining -= os.write(fd, _ZEROS[: min(remaining, len(_ZEROS))])
                 os.fdatasync(fd)
-            finally:
+            except BaseException:
                 os.close(fd)
+                temporary.unlink()  # a partial spare must not hold on to a full disk's space
+                raise
+            os.close(fd)
             os.rename(temporary, final)
             fsync_directory(self._directory)
 

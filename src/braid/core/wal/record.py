@@ -11,7 +11,8 @@ Segment file (preallocated to a fixed size and zero-filled before use)::
     16      8     segment index (u64)
     24      8     lsn of the first record in this segment (u64)
     32      8     batch number of the first record in this segment (u64)
-    40      24    reserved, zero
+    40      8     the segment's preallocated size in bytes (u64; 0 = not recorded)
+    48      16    reserved, zero
     64      ...   records, each starting on an 8-byte boundary, then zeros to the end
 
 Record::
@@ -21,18 +22,29 @@ Record::
     4       4     CRC32C of header bytes 8..32 followed by the payload
     8       8     lsn: log sequence number, +1 per record, never reused (u64)
     16      8     batch: the group commit (one write + one fsync) the record belongs to (u64)
-    24      1     type (1 init, 2 patch, 3 fold, 4 delete, 15 commit marker)
+    24      1     type (1 init, 2 patch, 3 fold, 4 delete, 14 seal, 15 commit marker)
     25      7     reserved, zero (covered by the CRC)
     32      n     payload (msgpack, see ops.py), then zero padding to an 8-byte boundary
 
 Each batch is written with one write and ends with a commit marker record; the next batch
 is written only after the previous one's fsync returned, and a new segment is created only
-for such a next batch. Damage in batch b is a record that fails its checks, non-zero bytes
-where the data should have ended (a zeroed header with data after it is a hole, not the
-end), or records of b without b's commit marker. It is a *torn tail* (the crash interrupted
+for such a next batch. When the log moves on to a new segment, the old one gets a *seal*
+record once the new one exists: it names the next segment's index and carries its first lsn
+and batch (a seal takes no lsn of its own), and nothing follows it. A sealed segment whose
+successor is missing is a lost tail, never a crash artifact; so is a segment shorter than
+the size its header records (segments are preallocated before they are named).
+
+Damage in batch b is a record that fails its checks, non-zero bytes where the data should
+have ended (a zeroed header with data after it is a hole, not the end), or records of b
+without b's commit marker. It is a *torn tail* (the crash interrupted
 the last write, nothing of it was acknowledged, and recovery drops all of batch b) unless
 an intact record of a later batch exists after it, or a later segment does: then batch b
 had been fsync'd and the damage is *corruption*, which recovery reports and never skips.
+Damage inside the last batch is corruption too when a torn write cannot explain it: a torn
+write leaves each 512-byte sector of the batch either written whole or still zero
+(segments are zero-filled), so a damaged record followed by the batch's intact commit
+marker with no zero sector between them, or a commit marker that differs from the one the
+scan expects in a byte that is not zero, was written whole and damaged afterwards.
 """
 
 from __future__ import annotations
@@ -48,11 +60,12 @@ from braid import limits
 
 SEGMENT_MAGIC = b"BRAIDWAL"
 SEGMENT_VERSION = 1
-SEGMENT_HEADER = struct.Struct("<8sII QQQ 24x")
+SEGMENT_HEADER = struct.Struct("<8sII QQQQ 16x")
 RECORD_HEADER = struct.Struct("<II QQ B 7x")
 SEGMENT_HEADER_SIZE = 64
 RECORD_HEADER_SIZE = 32
 RECORD_ALIGN = 8
+SECTOR_BYTES = 512  # the smallest unit a disk writes whole (a torn write tears between them)
 
 assert SEGMENT_HEADER.size == SEGMENT_HEADER_SIZE
 assert RECORD_HEADER.size == RECORD_HEADER_SIZE
@@ -72,6 +85,7 @@ class RecordType(IntEnum):
     PATCH = 2
     FOLD = 3
     DELETE = 4
+    SEAL = 14  # ends a segment: the log continues in the segment its payload names
     COMMIT = 15
 
 
@@ -83,6 +97,7 @@ class SegmentHeader:
     index: int
     first_lsn: int
     first_batch: int
+    segment_bytes: int = 0  # the preallocated size; 0 where it was not recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +115,13 @@ def padded(size: int) -> int:
 
 def encode_segment_header(header: SegmentHeader) -> bytes:
     raw = SEGMENT_HEADER.pack(
-        SEGMENT_MAGIC, SEGMENT_VERSION, 0, header.index, header.first_lsn, header.first_batch
+        SEGMENT_MAGIC,
+        SEGMENT_VERSION,
+        0,
+        header.index,
+        header.first_lsn,
+        header.first_batch,
+        header.segment_bytes,
     )
     checksum = crc32c.crc32c(raw)
     return raw[:12] + struct.pack("<I", checksum) + raw[16:]
@@ -113,7 +134,7 @@ class SegmentHeaderError(ValueError):
 def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
     if len(data) < SEGMENT_HEADER_SIZE:
         raise SegmentHeaderError(f"segment is {len(data)} bytes, shorter than its header")
-    magic, version, checksum, index, first_lsn, first_batch = SEGMENT_HEADER.unpack_from(data)
+    magic, version, checksum, index, first_lsn, first_batch, size = SEGMENT_HEADER.unpack_from(data)
     if magic != SEGMENT_MAGIC:
         raise SegmentHeaderError(f"bad magic {bytes(magic)!r}: not a braid WAL segment")
     if version != SEGMENT_VERSION:
@@ -123,7 +144,25 @@ def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
         raise SegmentHeaderError("segment header checksum mismatch")
     if first_lsn < 1 or first_batch < 1:
         raise SegmentHeaderError("segment header names lsn or batch 0")
-    return SegmentHeader(index, first_lsn, first_batch)
+    return SegmentHeader(index, first_lsn, first_batch, size)
+
+
+_SEAL_PAYLOAD = struct.Struct("<Q")  # the next segment's index
+
+
+def encode_seal(next_index: int, next_lsn: int, next_batch: int) -> bytes:
+    """The seal record: the log continues in segment `next_index` at lsn/batch."""
+    return encode_record(next_lsn, next_batch, RecordType.SEAL, _SEAL_PAYLOAD.pack(next_index))
+
+
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """Where a sealed segment says the log continues."""
+
+    offset: int
+    next_index: int
+    lsn: int
+    batch: int
 
 
 _HEADER_HEAD = struct.Struct("<II")  # length, checksum
@@ -171,6 +210,9 @@ class SegmentScan:
     end: int = SEGMENT_HEADER_SIZE  # where the intact, committed records end
     damaged_at: int | None = None  # offset of the first damage (see scan_segment), if any
     damaged_batch: int = 0  # the batch that damage belongs to
+    damaged_record_at: int = 0  # the first record that failed (damaged_at is its batch's start)
+    damaged_lsn: int = 0  # the lsn the record there should have carried
+    seal: Seal | None = None  # the segment is sealed: the log continues in the next one
 
 
 def scan_segment(data: bytes | memoryview, expected_lsn: int | None = None) -> SegmentScan:
@@ -208,6 +250,16 @@ def scan_segment(data: bytes | memoryview, expected_lsn: int | None = None) -> S
         if record is None or not in_sequence:
             damaged_at = pos
             break
+        if record.type is RecordType.SEAL:
+            if batch_open or len(record.payload) != _SEAL_PAYLOAD.size:
+                damaged_at = pos
+                break
+            (next_index,) = _SEAL_PAYLOAD.unpack(record.payload)
+            scan.seal = Seal(pos, next_index, record.lsn, record.batch)
+            pos += RECORD_HEADER_SIZE + padded(len(record.payload))
+            if not _zero_from(data, pos):
+                damaged_at = pos  # nothing may follow a seal
+            break
         if not batch_open:
             batch_start, batch_first_record = pos, len(scan.records)
         scan.records.append(record)
@@ -218,6 +270,7 @@ def scan_segment(data: bytes | memoryview, expected_lsn: int | None = None) -> S
     else:
         if pos < len(data) and not _zero_from(data, pos):
             damaged_at = pos
+    raw_damage = pos if damaged_at is None else damaged_at
     if batch_open and len(scan.records) > batch_first_record:
         del scan.records[batch_first_record:]  # a batch without its commit marker
         pos = damaged_at = batch_start
@@ -225,6 +278,10 @@ def scan_segment(data: bytes | memoryview, expected_lsn: int | None = None) -> S
     if damaged_at is not None:
         scan.damaged_at = damaged_at
         scan.damaged_batch = batch if batch_open else batch + 1
+        scan.damaged_record_at = raw_damage
+        scan.damaged_lsn = next_lsn
+        if scan.seal is not None and damaged_at <= scan.seal.offset:
+            scan.seal = None
     return scan
 
 
@@ -253,4 +310,73 @@ def find_later_batch(data: bytes | memoryview, start: int, batch: int) -> Record
             if record is not None and record.batch > batch:
                 return record
             pos += RECORD_ALIGN
+    return None
+
+
+def written_whole(data: bytes | memoryview, scan: SegmentScan) -> str | None:
+    """Evidence that the damaged last batch had been written whole (so the damage came
+    later and is corruption, not a torn tail), or None when a torn write explains it.
+
+    A torn write leaves a prefix of the batch written and zeros after it, or (where the disk
+    reorders sectors) every sector of the batch either written or still zero. So the damage
+    is not a torn write when the record found damaged is where the batch's commit marker
+    belongs and differs from that (fully predictable) marker in a non-zero byte, or when the
+    batch's intact commit marker follows the damage with no zero sector between.
+    """
+    assert scan.damaged_at is not None
+    at = scan.damaged_record_at
+    batch = scan.damaged_batch
+    expected = encode_record(scan.damaged_lsn, batch, RecordType.COMMIT, b"")
+    actual = bytes(data[at : at + RECORD_HEADER_SIZE])
+    # Where the marker belongs: after the batch's records (at least one), at the last thing
+    # written, and with the length a marker has (0; every other record carries a payload).
+    if (
+        at > scan.damaged_at
+        and len(actual) == RECORD_HEADER_SIZE
+        and actual[:4] == bytes(4)
+        and _zero_from(data, at + RECORD_HEADER_SIZE)
+    ):
+        differing = [got for got, want in zip(actual, expected, strict=True) if got != want]
+        if differing and any(differing) and len(differing) <= RECORD_HEADER_SIZE // 4:
+            return (
+                f"the commit marker of batch {batch} at offset {at} differs from the expected "
+                f"one in {len(differing)} non-zero byte(s); a torn write leaves zeros"
+            )
+    marker = _commit_marker_after(data, at, batch)
+    if marker is not None and _zero_sector_between(data, at, marker.offset) is None:
+        return (
+            f"the commit marker of batch {batch} at offset {marker.offset} is intact and no "
+            "sector between is zero: the batch was written whole"
+        )
+    return None
+
+
+def _commit_marker_after(data: bytes | memoryview, start: int, batch: int) -> Record | None:
+    """The first intact commit marker of `batch` after `start` (found by its batch and type
+    bytes, which every such marker carries at the same place)."""
+    tail = _HEADER_TAIL.pack(1, batch, RecordType.COMMIT)[8:]  # batch, type, reserved
+    where = _CRC_FROM + 8  # the batch field's offset in a record header
+    pos = start + RECORD_ALIGN
+    raw = data if isinstance(data, bytes) else bytes(data)
+    while True:
+        found = raw.find(tail, pos + where)
+        if found < 0:
+            return None
+        candidate = found - where
+        pos = candidate + 1
+        if candidate % RECORD_ALIGN:
+            continue
+        record = _parse_at(raw, candidate)
+        if record is not None and record.type is RecordType.COMMIT:
+            return record
+
+
+def _zero_sector_between(data: bytes | memoryview, start: int, end: int) -> int | None:
+    """The first offset in [start, end) from which the rest of its sector is all zero."""
+    pos = start
+    while pos < end:
+        sector_end = min((pos // SECTOR_BYTES + 1) * SECTOR_BYTES, end)
+        if bytes(data[pos:sector_end]).count(0) == sector_end - pos:
+            return pos
+        pos = sector_end
     return None

@@ -1,0 +1,187 @@
+"""One scan of a store directory that decides both `open` and `braid verify`.
+
+`scan_store` reads (never writes) the directory, the log and the applied state's header row
+and judges what the files say of each other. Its verdict is what opening will do:
+
+- **clean**: open as it is;
+- **repairable**: a read-write open repairs it first, losing nothing acknowledged (a torn
+  tail from a crash, a spare segment that is not a zeroed file, an applied state that is
+  missing while the log is whole from lsn 1 and rebuilds it); a read-only open reads
+  around it without repairing;
+- **damaged**: open refuses with `scan.error` (WAL_CORRUPT for a log that lost records or
+  was damaged, STORE_ACCESS for a path braid cannot use, APPLIED_STATE_CORRUPT or
+  STORE_FORMAT for an applied state it cannot read).
+
+What a single node can detect and what it cannot is listed in the README ("What a single
+node detects"); anti-entropy between replicas is what repairs damage.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from braid.errors import STORE_ACCESS, STORE_NOT_FOUND, WAL_CORRUPT, BraidError
+from braid.storage.applied import AppliedState
+from braid.storage.wal import (
+    SPARE_NAME,
+    LogAnalysis,
+    access_error,
+    analyze_log,
+    spare_problem,
+)
+
+APPLIED_FILE = "applied.sqlite3"
+WAL_DIRECTORY = "wal"
+CLEAN, REPAIRABLE, DAMAGED = "clean", "repairable", "damaged"
+
+
+@dataclass
+class StoreScan:
+    directory: Path
+    exists: bool = True  # False: nothing there yet (a read-write open creates the store)
+    log: LogAnalysis = field(default_factory=LogAnalysis)
+    applied_lsn: int | None = None  # None: no applied state (missing or an empty file)
+    rebuild_applied: bool = False  # the applied state is missing and the log rebuilds it
+    repairs: list[str] = field(default_factory=list)  # what a read-write open repairs
+    error: BraidError | None = None  # why the store cannot be opened
+
+    @property
+    def verdict(self) -> str:
+        if self.error is not None:
+            return DAMAGED
+        return REPAIRABLE if self.repairs else CLEAN
+
+    def raise_if_damaged(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def scan_store(directory: Path, segment_bytes: int) -> StoreScan:
+    """Judge the store in `directory` without changing anything (see the module text).
+
+    `segment_bytes` is the size a spare segment must have (the configured segment size).
+    """
+    scan = StoreScan(directory)
+    try:
+        _scan(scan, segment_bytes)
+    except BraidError as error:
+        scan.error = error
+    return scan
+
+
+def _scan(scan: StoreScan, segment_bytes: int) -> None:
+    directory = scan.directory
+    if not _is_directory(directory):
+        scan.exists = False
+        return
+    wal = directory / WAL_DIRECTORY
+    applied = directory / APPLIED_FILE
+    has_wal = _is_directory(wal)
+    has_applied = _is_file(applied) and applied.stat().st_size > 0
+    if not has_wal and not has_applied:
+        scan.exists = False
+        return
+    if has_wal:
+        scan.log = analyze_log(wal)
+        _check_spare(scan, wal / SPARE_NAME, segment_bytes)
+    if has_applied:
+        state = AppliedState(applied, read_only=True)
+        try:
+            scan.applied_lsn = state.applied_lsn()
+        finally:
+            state.close()
+    _judge(scan, wal)
+
+
+def _judge(scan: StoreScan, wal: Path) -> None:
+    log = scan.log
+    if log.verdict == "corrupt":
+        assert log.problem_segment is not None
+        raise BraidError(
+            WAL_CORRUPT,
+            f"{log.detail} (offset {log.problem_offset}); files preserved in {wal}",
+        )
+    if log.verdict == "torn":
+        scan.repairs.append(f"{log.detail}: truncated on open (a crash interrupted that write)")
+    if not log.segments:
+        if scan.applied_lsn is not None:
+            raise BraidError(
+                WAL_CORRUPT,
+                f"{wal} holds no log segment, yet the store has an applied state "
+                f"(at lsn {scan.applied_lsn}): the log was removed",
+            )
+        return
+    records = log.records
+    first = log.segments[0].header
+    assert first is not None
+    if scan.applied_lsn is None:
+        if first.index != 1 or first.first_lsn != 1:
+            raise BraidError(
+                WAL_CORRUPT,
+                f"{scan.directory / APPLIED_FILE} is missing and the log starts at lsn "
+                f"{first.first_lsn} ({log.segments[0].path.name}): the documents "
+                "checkpointed before it are lost",
+            )
+        scan.rebuild_applied = True
+        scan.repairs.append(
+            f"{APPLIED_FILE} is missing or empty: rebuilt on open from the log, which is "
+            "whole from lsn 1"
+        )
+        return
+    applied_lsn = scan.applied_lsn
+    first_lsn = records[0].lsn if records else first.first_lsn
+    last_lsn = records[-1].lsn if records else first.first_lsn - 1
+    if first_lsn > applied_lsn + 1 or last_lsn < applied_lsn:
+        raise BraidError(
+            WAL_CORRUPT,
+            f"the log holds lsn {first_lsn}..{last_lsn} but the applied state is at "
+            f"{applied_lsn}: records are missing; files preserved in {wal}",
+        )
+
+
+def _check_spare(scan: StoreScan, spare: Path, segment_bytes: int) -> None:
+    try:
+        mode = os.lstat(spare).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise access_error(spare, error, "cannot examine") from None
+    if not stat.S_ISREG(mode):
+        raise BraidError(STORE_ACCESS, f"{spare} is not a regular file; remove it")
+    problem = spare_problem(spare, segment_bytes)
+    if problem is not None:
+        scan.repairs.append(f"{spare.name} {problem}: made again on open (it holds no data)")
+
+
+def _is_directory(path: Path) -> bool:
+    """Whether `path` is a directory; a path that exists but is not one is STORE_ACCESS."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise access_error(path, error, "cannot examine") from None
+    if not stat.S_ISDIR(mode):
+        raise BraidError(STORE_ACCESS, f"{path} is not a directory")
+    return True
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise access_error(path, error, "cannot examine") from None
+    if not stat.S_ISREG(mode):
+        raise BraidError(STORE_ACCESS, f"{path} is not a regular file")
+    return True
+
+
+def require_store(scan: StoreScan) -> None:
+    """For opens that must not create a store: refuse a directory that holds none."""
+    if not scan.exists:
+        raise BraidError(STORE_NOT_FOUND, f"no braid store at {scan.directory}")
