@@ -50,15 +50,22 @@ class _Opening:
     """What `braid.open` returns: await it, or use it with `async with`."""
 
     def __init__(
-        self, directory: str | os.PathLike[str], config: DurableConfig | None, create: bool
+        self,
+        directory: str | os.PathLike[str],
+        config: DurableConfig | None,
+        create: bool,
+        read_only: bool,
     ) -> None:
         self._directory = directory
         self._config = config
         self._create = create
+        self._read_only = read_only
         self._store: Store | None = None
 
     async def _open(self) -> Store:
-        durable = await DurableEngine.open(self._directory, self._config, create=self._create)
+        durable = await DurableEngine.open(
+            self._directory, self._config, create=self._create, read_only=self._read_only
+        )
         return Store(durable)
 
     def __await__(self) -> Generator[Any, None, Store]:
@@ -78,6 +85,11 @@ def open(
     config: DurableConfig | None = None,
     *,
     create: bool = True,
+    read_only: bool = False,
 ) -> _Opening:
-    """Open (creating if needed) the embedded durable store in `directory`."""
-    return _Opening(directory, config, create)
+    """Open (creating if needed) the embedded durable store in `directory`.
+
+    `read_only=True` opens an existing store without writing anything to it (reads work,
+    writes fail with STORE_READ_ONLY); it fails with STORE_LOCKED while a writer holds it.
+    """
+    return _Opening(directory, config, create and not read_only, read_only)

@@ -52,8 +52,10 @@ def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
         config: DurableConfig | None = None,
         *,
         create: bool = True,
+        read_only: bool = False,
     ) -> object:
-        return real_open(directory, config or DurableConfig(SMALL_SEGMENT_BYTES), create=create)
+        config = config or DurableConfig(SMALL_SEGMENT_BYTES)
+        return real_open(directory, config, create=create, read_only=read_only)
 
     monkeypatch.setattr(braid, "open", open_small)
 
@@ -458,10 +460,10 @@ def test_wal_verify_corrupt_middle_record(store: Path, braid_cli: Run) -> None:
     before = file_hashes(store)
     result = braid_cli("wal", "verify", str(store))
     assert result.code == 2
-    assert "corrupt:" in result.out
+    assert "damaged: the store will not open." in result.out
     assert "error 3001 WAL_CORRUPT" in result.out
     as_json = json.loads(braid_cli("wal", "verify", str(store), "--json").out)
-    assert (as_json["verdict"], as_json["code"]) == ("corrupt", 3001)
+    assert (as_json["verdict"], as_json["code"], as_json["opens"]) == ("damaged", 3001, False)
     inspect = braid_cli("wal", "inspect", str(store))
     assert inspect.code == 0
     assert "verdict: corrupt" in inspect.out
@@ -471,8 +473,9 @@ def test_wal_verify_corrupt_middle_record(store: Path, braid_cli: Run) -> None:
 
 
 def test_wal_verify_torn_tail(store: Path, braid_cli: Run) -> None:
-    """Garbage after the last record is a torn tail: verify exits 1 without changing files;
-    opening the store truncates it, after which verify says clean."""
+    """Garbage after the last record is a torn tail: verify exits 1 without changing files,
+    and so does a read-only command (doc get); a read-write open truncates it, after which
+    verify says clean."""
     analysis = analyze_log(store / "wal")
     segment = analysis.segments[-1]
     with open(segment.path, "r+b") as handle:
@@ -481,9 +484,12 @@ def test_wal_verify_torn_tail(store: Path, braid_cli: Run) -> None:
     before = file_hashes(store)
     result = braid_cli("wal", "verify", str(store / "wal"))
     assert result.code == 1
-    assert f"torn: torn tail at offset {segment.end} of seg-00000001.wal" in result.out
+    assert "repairable: 1 segment, 8 intact records" in result.out
+    assert f"torn tail at offset {segment.end} of seg-00000001.wal" in result.out
     assert file_hashes(store) == before
     assert braid_cli("doc", "get", "--data", str(store), "chat", "other").code == 0
+    assert file_hashes(store) == before
+    assert braid_cli("doc", "init", "--data", str(store), "chat", "third", "--redo", "{}").code == 0
     assert braid_cli("wal", "verify", str(store)).code == 0
 
 

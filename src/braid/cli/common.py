@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 import braid
 from braid.errors import BraidError
 from braid.storage.api import DataService
-from braid.storage.scan import APPLIED_FILE
 from braid.storage.router import Store
+from braid.storage.scan import APPLIED_FILE
 
 if TYPE_CHECKING:
     # argparse's subparsers action is generic only to type checkers.
@@ -80,12 +80,14 @@ def run_on_store(
     action: Callable[[Store], Awaitable[int]],
     *,
     create: bool,
+    read_only: bool = False,
 ) -> int:
-    """Open the embedded store in `directory`, run `action` on it, close it."""
+    """Open the embedded store in `directory`, run `action` on it, close it. A read-only
+    command opens it read-only: it writes nothing, not even a repair."""
     path = Path(directory)
 
     async def opened() -> int:
-        async with braid.open(path, create=create) as store:
+        async with braid.open(path, create=create, read_only=read_only) as store:
             return await action(store)
 
     return asyncio.run(opened())

@@ -72,20 +72,23 @@ def _add(
     text: str,
     *,
     create: bool = False,
+    read_only: bool = False,
 ) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, parents=[parent], help=text, description=text)
-    parser.set_defaults(handler=_handler(action, create=create))
+    parser.set_defaults(handler=_handler(action, create=create, read_only=read_only))
     return parser
 
 
-def _handler(action: Action, *, create: bool) -> Callable[[argparse.Namespace], int]:
+def _handler(
+    action: Action, *, create: bool, read_only: bool
+) -> Callable[[argparse.Namespace], int]:
     def handle(args: argparse.Namespace) -> int:
         async def bound(service: DataService) -> int:
             return await action(service, args)
 
         if args.server is not None:
             return run_on_server(args.server, args.secret_file, args.cluster, bound, args.tls_ca)
-        return run_on_store(args.data, bound, create=create)
+        return run_on_store(args.data, bound, create=create, read_only=read_only)
 
     return handle
 
@@ -118,13 +121,23 @@ def _register_commands(
     seqs.add_argument("--seq-begin", type=int, metavar="N", help="first seq of a range delta")
     patch.add_argument("--seq-end", type=int, metavar="N", help="last seq (with --seq-begin)")
     _add_update_fields(patch)
-    _add(commands, "get", keyed, _get, "print a document and its head seq")
+    _add(commands, "get", keyed, _get, "print a document and its head seq", read_only=True)
     headpatch = _add(
-        commands, "headpatch", keyed, _headpatch, "print the merge patch from SEQ to the head"
+        commands,
+        "headpatch",
+        keyed,
+        _headpatch,
+        "print the merge patch from SEQ to the head",
+        read_only=True,
     )
     headpatch.add_argument("seq", type=int, metavar="SEQ", help="the seq the reader is at")
     rewind = _add(
-        commands, "rewind", keyed, _rewind, "print the merge patch from the head back to SEQ"
+        commands,
+        "rewind",
+        keyed,
+        _rewind,
+        "print the merge patch from the head back to SEQ",
+        read_only=True,
     )
     rewind.add_argument("seq", type=int, metavar="SEQ", help="the seq to go back to")
     snapshot = _add(
@@ -142,7 +155,7 @@ def _register_commands(
         help="the document at SEQ as the writer holds it (default: computed from the store)",
     )
     _add(commands, "delete", keyed, _delete, "delete a document")
-    _add(commands, "list", common, _list, "list every document: seq, deltas, bytes")
+    _add(commands, "list", common, _list, "list every document: seq, deltas, bytes", read_only=True)
 
 
 # -- writes ---------------------------------------------------------------------------------

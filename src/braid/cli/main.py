@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from braid import __version__
-from braid.cli import bench, demo, doc, errors_cmd, protocol, serve, wal
+from braid.cli import bench, demo, doc, errors_cmd, protocol, serve, verify, wal
 from braid.cli.common import EXIT_ERROR, print_error
 from braid.errors import BraidError
 
@@ -27,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="braid: a durable store for document logs. "
         "`braid COMMAND --help` explains each command.",
         epilog="Exit status: 0 success; 1 a braid error, printed as `error CODE NAME: detail` "
-        "(`braid errors CODE` explains it); 2 bad usage. `braid wal verify` and `braid demo` "
-        "document their own statuses.",
+        "(`braid errors CODE` explains it); 2 bad usage. `braid verify`, `braid wal verify` "
+        "and `braid demo` document their own statuses.",
     )
     parser.add_argument("--version", action="version", version=f"braid {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     errors_cmd.register(subparsers)
     protocol.register(subparsers)
     wal.register(subparsers)
+    verify.register(subparsers)
     serve.register(subparsers)
     demo.register(subparsers)
     bench.register(subparsers)

@@ -1,11 +1,10 @@
 """`braid wal inspect|verify`: read-only tools for a store's write-ahead log.
 
-Both take a store directory or its `wal/` directory and never modify a file: they read the
-segments with `analyze_log`, the same scan recovery uses, so what they report is what the
-next open will do. `verify` exits 0 for a clean log, 1 for a torn tail (a crash interrupted
-the last write; the next open truncates it and loses nothing acknowledged), 2 for corruption
-(WAL_CORRUPT, 3001: damage before intact later batches; the store will refuse to open), and
-3 when the path holds no log.
+Both take a store directory or its `wal/` directory and never modify a file. `inspect`
+dumps the segments and records the log scan (`analyze_log`, the scan recovery uses) finds,
+with the log's own verdict: clean, a torn tail (the next open truncates it), or corrupt.
+`verify` is `braid verify` without reading every document (see `braid.cli.verify`): the
+verdict opening the store will reach.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from braid.cli.common import (
     format_error,
     print_json,
 )
+from braid.cli.verify import STATUS_TEXT, handle_verify
 from braid.core.wal.ops import DeleteOp, FoldOp, InitOp, PatchOp, decode_op
 from braid.core.wal.record import Record, RecordType
 from braid.errors import STORE_NOT_FOUND, WAL_CORRUPT, BraidError
@@ -35,10 +35,7 @@ from braid.storage.wal import LogAnalysis, analyze_log, list_segments
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
 
-EXIT_TORN = 1
-EXIT_CORRUPT = 2
 EXIT_NO_LOG = 3
-VERDICT_EXITS = {"clean": EXIT_OK, "torn": EXIT_TORN, "corrupt": EXIT_CORRUPT}
 LIMIT_DEFAULT = 200
 
 
@@ -68,14 +65,14 @@ def register(subparsers: Subparsers) -> None:
     inspect.set_defaults(handler=handle_inspect, error_exit=EXIT_NO_LOG)
     verify = commands.add_parser(
         "verify",
-        help="check the log: clean, torn tail, or corrupt",
-        description="Scan the log as recovery would. Exit 0: clean. 1: torn tail (the "
-        "next open truncates it; nothing acknowledged is lost). 2: corrupt (error 3001 "
-        "WAL_CORRUPT; the store will not open). 3: PATH holds no log.",
+        help="check the store as opening it would, without reading every document",
+        description="The check `braid verify` makes, without reading every document of "
+        "the applied state: the log, what the store's files say of each other, and the log "
+        "tail replayed in memory; the verdict is what opening the store will do. " + STATUS_TEXT,
     )
     verify.add_argument("path", metavar="PATH", help="a store directory or its wal/ directory")
     add_json_flag(verify)
-    verify.set_defaults(handler=handle_verify, error_exit=EXIT_NO_LOG)
+    verify.set_defaults(handler=handle_verify, documents=False)
 
 
 def wal_directory(path: Path) -> Path:
@@ -95,7 +92,7 @@ def _analyze(path_text: str) -> tuple[Path, LogAnalysis]:
 # -- verify ---------------------------------------------------------------------------------
 
 
-def verdict_text(analysis: LogAnalysis) -> str:
+def log_verdict_text(analysis: LogAnalysis) -> str:
     records = analysis.records
     span = f"lsn {records[0].lsn}..{records[-1].lsn}" if records else "no records"
     intact = (
@@ -131,15 +128,6 @@ def _verdict_json(directory: Path, analysis: LogAnalysis) -> dict[str, object]:
         "code": WAL_CORRUPT.code if corrupt else None,
         "name": WAL_CORRUPT.name if corrupt else None,
     }
-
-
-def handle_verify(args: argparse.Namespace) -> int:
-    directory, analysis = _analyze(args.path)
-    if args.json:
-        print_json(_verdict_json(directory, analysis))
-    else:
-        print(f"{directory}: {verdict_text(analysis)}")
-    return VERDICT_EXITS[analysis.verdict]
 
 
 # -- inspect --------------------------------------------------------------------------------
@@ -185,7 +173,7 @@ def handle_inspect(args: argparse.Namespace) -> int:
     hidden = len(analysis.records) - len(shown)
     if hidden:
         print(f"… {hidden} more records (--limit 0 shows all)")
-    print(f"verdict: {verdict_text(analysis)}")
+    print(f"verdict: {log_verdict_text(analysis)}")
     return EXIT_OK
 
 

@@ -278,6 +278,13 @@ class AppliedState:
         for space, key_text in orphans:
             yield Problem(None, f"chunks of {space}/{key_text} have no document row")
 
+    def document_count(self) -> int:
+        try:
+            (count,) = self._reader.execute("SELECT COUNT(*) FROM documents").fetchone()
+        except sqlite3.Error as error:
+            raise self._fail(error, "counting documents") from None
+        return int(count)
+
     def checkpoint(self, operations: Sequence[Op], through_lsn: int) -> None:
         """Apply operations (in log order) and record through_lsn, atomically and durably.
 

@@ -160,6 +160,7 @@ class DurableEngine:
             # Scanned again under the lock: another process may have changed it meanwhile.
             scan = scan_store(directory, config.segment_bytes)
             scan.raise_if_damaged()
+            self.scan = scan
             if not read_only:
                 _note_holder(directory)
                 self._prepare_for_writing(scan)
@@ -521,6 +522,14 @@ class DurableEngine:
             size = len(msgspec.msgpack.encode(deltas))
             listed[key] = DocumentInfo(key, deltas[-1].seq_end, len(deltas), size)
         return sorted(listed.values(), key=lambda info: (info.key.space, info.key.key))
+
+    def verify_documents(self) -> tuple[list[tuple[str, str]], int]:
+        """Read every document of the applied state against its checksums (for `braid
+        verify`): the damaged ones with why, and how many documents were checked."""
+        if self._applied is None:
+            return [], 0
+        damaged = [(str(p.key or self.directory), p.detail) for p in self._applied.verify()]
+        return damaged, self._applied.document_count()
 
     async def close(self, key: Key | None = None) -> None:
         if key is not None:

@@ -23,6 +23,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from braid import limits
 from braid.errors import STORE_ACCESS, STORE_NOT_FOUND, WAL_CORRUPT, BraidError
 from braid.storage.applied import AppliedState
 from braid.storage.wal import (
@@ -59,10 +60,11 @@ class StoreScan:
             raise self.error
 
 
-def scan_store(directory: Path, segment_bytes: int) -> StoreScan:
+def scan_store(directory: Path, segment_bytes: int = limits.wal_segment_bytes) -> StoreScan:
     """Judge the store in `directory` without changing anything (see the module text).
 
-    `segment_bytes` is the size a spare segment must have (the configured segment size).
+    A spare segment must have the size the newest segment records (segments are made from
+    spares), or `segment_bytes` where there is no segment yet.
     """
     scan = StoreScan(directory)
     try:
@@ -86,6 +88,9 @@ def _scan(scan: StoreScan, segment_bytes: int) -> None:
         return
     if has_wal:
         scan.log = analyze_log(wal)
+        newest = scan.log.segments[-1].header if scan.log.segments else None
+        if newest is not None and newest.segment_bytes:
+            segment_bytes = newest.segment_bytes
         _check_spare(scan, wal / SPARE_NAME, segment_bytes)
     if has_applied:
         state = AppliedState(applied, read_only=True)
