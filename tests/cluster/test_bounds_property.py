@@ -185,8 +185,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     secret_file.write_text(SECRET)
     real_open = braid.open
 
-    def open_small(path: Any, config: Any = None, *, create: bool = True) -> Any:
-        return real_open(path, config or braid.DurableConfig(SEGMENT_BYTES), create=create)
+    def open_small(path: Any, config: Any = None, **options: Any) -> Any:
+        return real_open(path, config or braid.DurableConfig(SEGMENT_BYTES), **options)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(braid, "open", open_small)
