@@ -138,6 +138,13 @@ class AppliedState:
             self._writer.execute("PRAGMA synchronous=FULL")
             self._writer.executescript(_SCHEMA)
             self._check_format(self._writer)
+            # SQLite opens a file it may not write read-only without a word; taking the
+            # write lock here makes that STORE_ACCESS now, before anything is logged.
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._writer.execute("UPDATE meta SET value=value WHERE name='format'")
+            finally:
+                self._writer.execute("ROLLBACK")
             self._reader = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as error:
             self.close()

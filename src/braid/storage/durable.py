@@ -147,7 +147,7 @@ class DurableEngine:
         self.checkpoint_seconds_total = 0.0
         self.checkpoint_failures = 0
         self._wal: WalWriter | None = None
-        first = scan_store(directory, config.segment_bytes)
+        first = scan_store(directory)
         if not first.exists and (read_only or not create):
             require_store(first)
         first.raise_if_damaged()
@@ -158,7 +158,7 @@ class DurableEngine:
         applied: AppliedState | None = None
         try:
             # Scanned again under the lock: another process may have changed it meanwhile.
-            scan = scan_store(directory, config.segment_bytes)
+            scan = scan_store(directory)
             scan.raise_if_damaged()
             self.scan = scan
             if not read_only:
@@ -173,12 +173,16 @@ class DurableEngine:
             self._applied_through = applied.applied_lsn() if applied is not None else 0
             self.report = self._recover(scan)
             if not read_only:
-                self._wal = WalWriter(
-                    directory / WAL_DIRECTORY,
-                    scan.log,
-                    self._applied_through + 1,
-                    config.segment_bytes,
-                )
+                try:
+                    self._wal = WalWriter(
+                        directory / WAL_DIRECTORY,
+                        scan.log,
+                        self._applied_through + 1,
+                        config.segment_bytes,
+                    )
+                except OSError as error:
+                    path = Path(error.filename or directory / WAL_DIRECTORY)
+                    raise access_error(path, error, "cannot open the log at") from None
                 self._wal.on_rollback = self._revert_from
                 if self._pending_ops:
                     await self._checkpoint_now()
@@ -199,7 +203,7 @@ class DurableEngine:
                 leftover.unlink(missing_ok=True)
             if not scan.log.segments:
                 create_first_segment(wal, self.config.segment_bytes)
-                scan.log = scan_store(self.directory, self.config.segment_bytes).log
+                scan.log = scan_store(self.directory).log
             if scan.log.verdict == "torn":
                 repair_torn_tail(scan.log)
             if scan.rebuild_applied:

@@ -23,7 +23,6 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from braid import limits
 from braid.errors import STORE_ACCESS, STORE_NOT_FOUND, WAL_CORRUPT, BraidError
 from braid.storage.applied import AppliedState
 from braid.storage.wal import (
@@ -60,21 +59,17 @@ class StoreScan:
             raise self.error
 
 
-def scan_store(directory: Path, segment_bytes: int = limits.wal_segment_bytes) -> StoreScan:
-    """Judge the store in `directory` without changing anything (see the module text).
-
-    A spare segment must have the size the newest segment records (segments are made from
-    spares), or `segment_bytes` where there is no segment yet.
-    """
+def scan_store(directory: Path) -> StoreScan:
+    """Judge the store in `directory` without changing anything (see the module text)."""
     scan = StoreScan(directory)
     try:
-        _scan(scan, segment_bytes)
+        _scan(scan)
     except BraidError as error:
         scan.error = error
     return scan
 
 
-def _scan(scan: StoreScan, segment_bytes: int) -> None:
+def _scan(scan: StoreScan) -> None:
     directory = scan.directory
     if not _is_directory(directory):
         scan.exists = False
@@ -88,10 +83,7 @@ def _scan(scan: StoreScan, segment_bytes: int) -> None:
         return
     if has_wal:
         scan.log = analyze_log(wal)
-        newest = scan.log.segments[-1].header if scan.log.segments else None
-        if newest is not None and newest.segment_bytes:
-            segment_bytes = newest.segment_bytes
-        _check_spare(scan, wal / SPARE_NAME, segment_bytes)
+        _check_spare(scan, wal / SPARE_NAME)
     if has_applied:
         state = AppliedState(applied, read_only=True)
         try:
@@ -147,7 +139,7 @@ def _judge(scan: StoreScan, wal: Path) -> None:
         )
 
 
-def _check_spare(scan: StoreScan, spare: Path, segment_bytes: int) -> None:
+def _check_spare(scan: StoreScan, spare: Path) -> None:
     try:
         mode = os.lstat(spare).st_mode
     except FileNotFoundError:
@@ -156,7 +148,7 @@ def _check_spare(scan: StoreScan, spare: Path, segment_bytes: int) -> None:
         raise access_error(spare, error, "cannot examine") from None
     if not stat.S_ISREG(mode):
         raise BraidError(STORE_ACCESS, f"{spare} is not a regular file; remove it")
-    problem = spare_problem(spare, segment_bytes)
+    problem = spare_problem(spare)  # damage only: a spare of another size is no damage
     if problem is not None:
         scan.repairs.append(f"{spare.name} {problem}: made again on open (it holds no data)")
 

@@ -309,12 +309,16 @@ def raise_if_corrupt(analysis: LogAnalysis) -> None:
         )
 
 
-def spare_problem(path: Path, segment_bytes: int) -> str | None:
-    """Why the spare segment cannot be used as it is, or None (read only)."""
+def spare_problem(path: Path, segment_bytes: int | None = None) -> str | None:
+    """Why the spare segment cannot be used as it is, or None (read only). Damage is a
+    spare too small for a segment or holding non-zero bytes; given `segment_bytes`, a spare
+    of another size (the configured size changed) is one to make again as well."""
     try:
         size = path.stat().st_size
-        if size != segment_bytes:
-            return f"{size} bytes instead of {segment_bytes}"
+        if size < _SPARE_BYTES_MIN:
+            return f"is {size} bytes, too small for a segment"
+        if segment_bytes is not None and size != segment_bytes:
+            return f"is {size} bytes instead of {segment_bytes}"
         with open(path, "rb") as handle:
             while block := handle.read(len(_ZEROS)):
                 if block.count(0) != len(block):
@@ -341,6 +345,7 @@ def create_first_segment(directory: Path, segment_bytes: int) -> None:
 
 # -- the writer ----------------------------------------------------------------------------
 
+_SPARE_BYTES_MIN = 2 * 4096  # no segment is smaller (the writer needs room in one)
 
 # The seal record written at the end of a segment the log moves on from (header + index).
 _SEAL_BYTES = RECORD_HEADER_SIZE + 8
@@ -615,7 +620,9 @@ class WalWriter:
             with self._lock:
                 self._rolling_back = False
         failure = BraidError(
-            DISK_FULL, f"the write-ahead log could not be written: {cause.strerror}"
+            DISK_FULL,
+            f"the disk is full: the write-ahead log in {self._directory} could not take the "
+            f"write ({cause.strerror}); nothing of it was logged",
         )
         for future in dropped:
             if not future.done():
