@@ -595,3 +595,69 @@ def test_an_unwritable_applied_state_refuses_the_patch_before_logging_it(
     assert stored(file_hashes(directory)) == stored(before)
     applied.chmod(0o644)
     assert asyncio.run(read_head(directory)) == (expected_document(250), 250)
+
+
+def test_a_full_disk_reverts_every_write_it_refused_under_concurrent_writers(
+    tmp_path: Path,
+) -> None:
+    """Four writers patch their own documents at once until the full tmpfs refuses them:
+    every refused write (those in the refused batch and those logged after it) is reverted,
+    so each document reads back at exactly its last acknowledged seq; once space returns
+    each writer continues from there, and a reopen shows every acknowledged write."""
+    config = DurableConfig(segment_bytes=256 * 1024, checkpoint_records=1 << 20)
+    names = [f"writer-{number}" for number in range(4)]
+
+    def update(name: str, seq: int) -> Update:
+        return Update(seq, seq, redo=json.dumps({name: seq, "pad": "y" * 300}))
+
+    async def write_until_refused(store: braid.Store, name: str, start: int) -> int:
+        """Patch seq start.. until DISK_FULL (or 400 more); the last acknowledged seq."""
+        acknowledged = start - 1
+        for seq in range(start, start + 400):
+            try:
+                await store.patch(Key(SPACE, name), [update(name, seq)])
+            except braid.BraidError as error:
+                assert error.code == DISK_FULL.code, error
+                break
+            acknowledged = seq
+        return acknowledged
+
+    async def heads(store: braid.Store) -> dict[str, int]:
+        found = {}
+        for name in names:
+            change = await store.get(Key(SPACE, name))
+            assert json.loads(change.document) == {name: change.seq, "pad": "y" * 300}
+            found[name] = change.seq
+        return found
+
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        directory = disk / "store"
+
+        async def scenario() -> dict[str, int]:
+            store = await braid.open(directory, config)
+            for name in names:
+                await store.initialize(Key(SPACE, name), update(name, 1))
+            filler = fill(disk, leave_bytes=64 * 1024)
+            acknowledged = await asyncio.gather(
+                *(write_until_refused(store, name, 2) for name in names)
+            )
+            assert dict(zip(names, acknowledged, strict=True)) == await heads(store)
+            assert store.durable.figures()["wal_disk_full_total"] >= 1
+            filler.unlink()
+            again = await asyncio.gather(
+                *(
+                    write_until_refused(store, name, head + 1)
+                    for name, head in zip(names, acknowledged, strict=True)
+                )
+            )
+            assert again == [head + 400 for head in acknowledged], "no write refused now"
+            await store.close()
+            return dict(zip(names, again, strict=True))
+
+        final = asyncio.run(scenario())
+
+        async def reopened() -> dict[str, int]:
+            async with braid.open(directory, config) as store:
+                return await heads(store)
+
+        assert asyncio.run(reopened()) == final
