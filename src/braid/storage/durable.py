@@ -52,9 +52,13 @@ from braid.core.document import DocumentLog, check_initialize, check_updates
 from braid.core.wal.ops import DeleteOp, FoldOp, InitOp, Op, PatchOp, decode_op, encode_op
 from braid.core.wal.record import RecordType
 from braid.errors import (
+    APPLIED_STATE_CORRUPT,
+    DISK_FULL,
     DOCUMENT_NOT_FOUND,
+    STORE_ACCESS,
     STORE_CLOSED,
     STORE_LOCKED,
+    STORE_NOT_FOUND,
     STORE_READ_ONLY,
     WAL_CORRUPT,
     BraidError,
@@ -65,8 +69,8 @@ from braid.storage.scan import (
     APPLIED_FILE,
     WAL_DIRECTORY,
     StoreScan,
-    require_store,
     scan_store,
+    store_exists,
 )
 from braid.storage.wal import (
     SPARE_NAME,
@@ -77,6 +81,8 @@ from braid.storage.wal import (
 )
 
 log = logging.getLogger("braid.store")
+# Errors replaying the log can meet that are the applied state's or the disk's, not the log's.
+_NOT_THE_LOGS_FAULT = (APPLIED_STATE_CORRUPT, STORE_ACCESS, DISK_FULL)
 LOCK_FILE = "LOCK"
 
 
@@ -147,18 +153,18 @@ class DurableEngine:
         self.checkpoint_seconds_total = 0.0
         self.checkpoint_failures = 0
         self._wal: WalWriter | None = None
-        first = scan_store(directory)
-        if not first.exists and (read_only or not create):
-            require_store(first)
-        first.raise_if_damaged()
-        if not first.exists:
+        if not store_exists(directory):
+            if read_only or not create:
+                raise BraidError(STORE_NOT_FOUND, f"no braid store at {directory}")
             _make_store_directory(directory)
+        # Locked before anything is judged: a writer holding the store may be mid-write.
         self._lock_fd = _lock_directory(directory, shared=read_only)
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="braid-checkpoint")
         applied: AppliedState | None = None
         try:
-            # Scanned again under the lock: another process may have changed it meanwhile.
             scan = scan_store(directory)
+            if not scan.exists and (read_only or not create):
+                raise BraidError(STORE_NOT_FOUND, f"no braid store at {directory}")
             scan.raise_if_damaged()
             self.scan = scan
             if not read_only:
@@ -221,20 +227,32 @@ class DurableEngine:
         detail = "; ".join(scan.repairs)
         applied_lsn = self._applied_through
         replayed = 0
-        wal_directory = self.directory / WAL_DIRECTORY
         for record in analysis.records:
             if record.lsn <= applied_lsn or record.type is RecordType.COMMIT:
                 continue
             try:
                 op = decode_op(record.type, record.payload)
                 self._replay(op, record.lsn)
-            except (msgspec.DecodeError, msgspec.ValidationError, BraidError, ValueError) as e:
-                raise BraidError(
-                    WAL_CORRUPT,
-                    f"record lsn {record.lsn} in {wal_directory} cannot be applied: {e}",
-                ) from None
+            except BraidError as error:
+                if error.info in _NOT_THE_LOGS_FAULT:
+                    # The document the record applies to cannot be loaded: the log is fine,
+                    # its tail just cannot be replayed onto that document.
+                    raise BraidError(
+                        error.info,
+                        f"{error.detail}; the log's record lsn {record.lsn} still has to be "
+                        "applied to that document, so the store cannot open",
+                    ) from None
+                raise self._unappliable(record.lsn, error) from None
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
+                raise self._unappliable(record.lsn, error) from None
             replayed += 1
         return OpenReport(replayed, repaired, detail)
+
+    def _unappliable(self, lsn: int, error: Exception) -> BraidError:
+        wal_directory = self.directory / WAL_DIRECTORY
+        return BraidError(
+            WAL_CORRUPT, f"record lsn {lsn} in {wal_directory} cannot be applied: {error}"
+        )
 
     def _replay(self, op: Op, lsn: int) -> None:
         """Apply a logged operation again; it was checked when first written."""

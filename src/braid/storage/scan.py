@@ -23,7 +23,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from braid.errors import STORE_ACCESS, STORE_NOT_FOUND, WAL_CORRUPT, BraidError
+from braid.errors import STORE_ACCESS, WAL_CORRUPT, BraidError
 from braid.storage.applied import AppliedState
 from braid.storage.wal import (
     SPARE_NAME,
@@ -69,18 +69,26 @@ def scan_store(directory: Path) -> StoreScan:
     return scan
 
 
+def store_exists(directory: Path) -> bool:
+    """Whether `directory` holds a store (a log directory or a non-empty applied state);
+    a path braid cannot use as one is STORE_ACCESS."""
+    if not _is_directory(directory):
+        return False
+    applied = directory / APPLIED_FILE
+    return _is_directory(directory / WAL_DIRECTORY) or (
+        _is_file(applied) and applied.stat().st_size > 0
+    )
+
+
 def _scan(scan: StoreScan) -> None:
     directory = scan.directory
-    if not _is_directory(directory):
+    if not store_exists(directory):
         scan.exists = False
         return
     wal = directory / WAL_DIRECTORY
     applied = directory / APPLIED_FILE
     has_wal = _is_directory(wal)
     has_applied = _is_file(applied) and applied.stat().st_size > 0
-    if not has_wal and not has_applied:
-        scan.exists = False
-        return
     if has_wal:
         scan.log = analyze_log(wal)
         _check_spare(scan, wal / SPARE_NAME)
@@ -148,7 +156,10 @@ def _check_spare(scan: StoreScan, spare: Path) -> None:
         raise access_error(spare, error, "cannot examine") from None
     if not stat.S_ISREG(mode):
         raise BraidError(STORE_ACCESS, f"{spare} is not a regular file; remove it")
-    problem = spare_problem(spare)  # damage only: a spare of another size is no damage
+    # Damage only (a spare of another size is no damage), and not its contents: reading
+    # it whole on every open costs a segment's bytes; the writer checks them in the
+    # background and makes it again if they are not zero.
+    problem = spare_problem(spare, contents=False)
     if problem is not None:
         scan.repairs.append(f"{spare.name} {problem}: made again on open (it holds no data)")
 
@@ -176,9 +187,3 @@ def _is_file(path: Path) -> bool:
     if not stat.S_ISREG(mode):
         raise BraidError(STORE_ACCESS, f"{path} is not a regular file")
     return True
-
-
-def require_store(scan: StoreScan) -> None:
-    """For opens that must not create a store: refuse a directory that holds none."""
-    if not scan.exists:
-        raise BraidError(STORE_NOT_FOUND, f"no braid store at {scan.directory}")

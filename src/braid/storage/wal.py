@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import logging
 import os
 import re
 import threading
@@ -57,6 +58,7 @@ from braid.errors import (
     BraidError,
 )
 
+log = logging.getLogger("braid.store")
 _SEGMENT_NAME = re.compile(r"seg-(\d{8})\.wal")
 _SPARE_NAME = "spare.tmp"
 _ZEROS = bytes(1 << 20)
@@ -309,7 +311,9 @@ def raise_if_corrupt(analysis: LogAnalysis) -> None:
         )
 
 
-def spare_problem(path: Path, segment_bytes: int | None = None) -> str | None:
+def spare_problem(
+    path: Path, segment_bytes: int | None = None, *, contents: bool = True
+) -> str | None:
     """Why the spare segment cannot be used as it is, or None (read only). Damage is a
     spare too small for a segment or holding non-zero bytes; given `segment_bytes`, a spare
     of another size (the configured size changed) is one to make again as well."""
@@ -319,6 +323,8 @@ def spare_problem(path: Path, segment_bytes: int | None = None) -> str | None:
             return f"is {size} bytes, too small for a segment"
         if segment_bytes is not None and size != segment_bytes:
             return f"is {size} bytes instead of {segment_bytes}"
+        if not contents:
+            return None
         with open(path, "rb") as handle:
             while block := handle.read(len(_ZEROS)):
                 if block.count(0) != len(block):
@@ -780,8 +786,10 @@ class WalWriter:
         with self._spare_lock:
             final = self._directory / _SPARE_NAME
             if final.exists():
-                if spare_problem(final, self._segment_bytes) is None:
+                problem = spare_problem(final, self._segment_bytes)
+                if problem is None:
                     return
+                log.warning("%s %s: made again (it holds no data)", final, problem)
                 final.unlink()
             temporary = self._directory / (_SPARE_NAME + ".part")
             fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
