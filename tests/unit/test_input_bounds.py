@@ -25,7 +25,7 @@ import braid
 from braid import HEAD_PATCH, REWIND, BraidError, Key, Update, limits
 from braid.cli.main import main
 from braid.core.document import DocumentLog
-from braid.model import apply_patch, compose, diff, json_depth, to_json
+from braid.model import apply_patch, compose, diff, json_depth, parse_object, to_json
 
 Json = Any
 DEPTH = limits.json_depth_max
@@ -302,3 +302,40 @@ def test_cli_reads_the_deepest_document_and_refuses_a_deeper_one(
     code, out, err = cli("doc", "snapshot", *data, "deep", "doc", "2", "--history", "1")
     assert code == 0, err
     assert "removed 1 deltas" in out
+
+
+texts = st.text(st.sampled_from('[]{}"\\ax'), max_size=4)
+deep_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | texts,
+    lambda children: st.lists(children, max_size=2) | st.dictionaries(texts, children, max_size=2),
+    max_leaves=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(deep_values, st.integers(0, 160), st.booleans())
+def test_the_depth_read_from_the_text_is_the_depth_of_the_value(
+    value: Json, extra: int, spaced: bool
+) -> None:
+    """check_depth's text reading agrees with walking the decoded value, with strings full
+    of brackets, quotes and backslashes, with and without whitespace, on both sides of the
+    bound (values are wrapped `extra` levels deeper to reach it)."""
+    for _ in range(extra):
+        value = {"w": value, "s": "]}"}
+    text = json.dumps({"v": value}, indent=1 if spaced else None)
+    decoded = json.loads(text)
+    from braid.model import _text_within_depth
+
+    within = _text_within_depth(text)
+    if within is not None:
+        assert within == (json_depth(decoded) <= DEPTH)
+    refused = None
+    try:
+        parse_object(text, "value")
+    except BraidError as error:
+        refused = error.code
+    assert refused == (None if json_depth(decoded) <= DEPTH else 1003)
