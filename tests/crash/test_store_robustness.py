@@ -600,9 +600,10 @@ def test_an_unwritable_applied_state_refuses_the_patch_before_logging_it(
 def test_a_full_disk_reverts_every_write_it_refused_under_concurrent_writers(
     tmp_path: Path,
 ) -> None:
-    """Four writers patch their own documents at once until the full tmpfs refuses them:
-    every refused write (those in the refused batch and those logged after it) is reverted,
-    so each document reads back at exactly its last acknowledged seq; once space returns
+    """Four writers patch their own documents at once until the full tmpfs refuses them,
+    while readers wait on the writes in flight: every refused write (those in the refused
+    batch and those logged after it) is reverted, no reader waits forever on one, and each
+    document reads back at exactly its last acknowledged seq; once space returns
     each writer continues from there, and a reopen shows every acknowledged write."""
     config = DurableConfig(segment_bytes=256 * 1024, checkpoint_records=1 << 20)
     names = [f"writer-{number}" for number in range(4)]
@@ -638,9 +639,15 @@ def test_a_full_disk_reverts_every_write_it_refused_under_concurrent_writers(
             for name in names:
                 await store.initialize(Key(SPACE, name), update(name, 1))
             filler = fill(disk, leave_bytes=64 * 1024)
-            acknowledged = await asyncio.gather(
-                *(write_until_refused(store, name, 2) for name in names)
-            )
+            writing = asyncio.gather(*(write_until_refused(store, name, 2) for name in names))
+            reads = 0
+            while not writing.done():  # reads wait on the writes in flight, refused ones too
+                await asyncio.wait_for(
+                    asyncio.gather(*(store.get(Key(SPACE, name)) for name in names)), 10
+                )
+                reads += 1
+            acknowledged = await writing
+            assert reads > 0
             assert dict(zip(names, acknowledged, strict=True)) == await heads(store)
             assert store.durable.figures()["wal_disk_full_total"] >= 1
             filler.unlink()

@@ -634,7 +634,15 @@ class WalWriter:
             if not future.done():
                 future.set_exception(failure)
                 future.exception()  # retrieved here: an abandoned waiter must not log it
-        self._complete(first_lsn - 1, [], 0.0)
+        # Every batch before the refused one has been completed (they were written, and
+        # completed, in order), so all that is left in the log is durable: every barrier is
+        # met, including those that waited for the records just given back.
+        assert self.durable_lsn == first_lsn - 1, (self.durable_lsn, first_lsn)
+        barriers, self._barriers = self._barriers, collections.deque()
+        for _, future in barriers:
+            if not future.done():
+                future.set_result(None)
+        self._drained.set()
 
     def _complete(
         self, marker_lsn: int, waiters: list[asyncio.Future[None]], seconds: float
