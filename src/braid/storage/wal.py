@@ -524,11 +524,15 @@ class WalWriter:
         return lsn, future
 
     async def sync(self) -> None:
-        """Wait until every record appended so far is durable (or the log failed)."""
-        self.check_writable()
-        target = self._next_lsn - 1
-        if target <= self.durable_lsn:
-            return
+        """Wait until every record appended so far is durable (or the log failed). While a
+        batch refused for want of space is being given back, wait until it has been (the
+        engine reverts what it applied first), so nothing refused is read in between."""
+        if self._failure is not None:
+            raise BraidError(WAL_FAILED, f"the write-ahead log failed: {self._failure}")
+        with self._lock:
+            target = self._next_lsn - 1
+            if target <= self.durable_lsn and not self._rolling_back:
+                return
         future = self._loop.create_future()
         self._barriers.append((target, future))
         await future
