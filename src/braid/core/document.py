@@ -191,8 +191,9 @@ class DocumentLog:
             raise BraidError(
                 HEAD_SEQ_OFF, f"patch starts at seq {first}, but the head is {self.head}"
             )
-        if self.bytes + updates_bytes(updates) > limits.document_bytes_max:
-            raise _too_large(f"a patch of {updates_bytes(updates)} bytes onto {self.bytes}")
+        size = updates_bytes(updates)
+        if self.bytes + size > limits.document_bytes_max:
+            raise _too_large(f"a patch of {size} bytes onto {self.bytes}")
 
     # -- mutations (inputs were checked) --------------------------------------------------
 
