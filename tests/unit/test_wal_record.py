@@ -38,10 +38,12 @@ from braid.core.wal.record import (
     SegmentHeaderError,
     decode_segment_header,
     encode_record,
+    encode_seal,
     encode_segment_header,
     find_later_batch,
     padded,
     scan_segment,
+    written_whole,
 )
 from braid.model import Key, Update
 
@@ -418,3 +420,65 @@ def test_decoded_operations_stay_out_of_the_cyclic_collector() -> None:
     for entry in pending:
         assert not gc.is_tracked(entry)
         assert not gc.is_tracked(entry[1].updates)
+
+
+# -- seals and whole batches -----------------------------------------------------------------
+
+
+def test_a_seal_ends_a_segment_even_one_without_records() -> None:
+    """A seal after whole batches, or at the very start of a segment that never got a
+    batch (the first batch did not fit), ends the segment: the scan reports where the log
+    continues and stops there, treating nothing as damaged."""
+    data, expected = segment([[(RecordType.PATCH, b"p")]], tail=0)
+    sealed = data + encode_seal(2, 3, 2) + bytes(ZERO_TAIL_BYTES)
+    scan = scan_segment(sealed)
+    assert (scan.records, scan.damaged_at) == (expected, None)
+    assert scan.seal is not None and (scan.seal.next_index, scan.seal.lsn) == (2, 3)
+    empty = encode_segment_header(SegmentHeader(1, 1, 1)) + encode_seal(2, 1, 1) + bytes(64)
+    scan = scan_segment(empty)
+    assert (scan.records, scan.damaged_at) == ([], None)
+    assert scan.seal is not None and scan.seal.batch == 1
+
+
+def test_a_seal_inside_a_batch_or_followed_by_data_is_damage() -> None:
+    """A seal between a batch's records and its commit marker, or bytes after a seal,
+    cannot come from the writer: the scan reports damage there."""
+    data, _ = segment([[(RecordType.PATCH, b"p")]], commit=False, tail=0)
+    inside = data + encode_seal(2, 2, 1) + bytes(64)
+    assert scan_segment(inside).damaged_at is not None
+    data, _ = segment([[(RecordType.PATCH, b"p")]], tail=0)
+    seal = encode_seal(2, 3, 2)
+    after = data + seal + b"\x01" + bytes(63)
+    scan = scan_segment(after)
+    assert scan.damaged_at == len(data) + len(seal)
+
+
+def test_damage_before_an_intact_commit_marker_was_written_whole() -> None:
+    """In the last batch, a flipped byte with the batch's commit marker intact after it
+    (no zero sector between) is no torn write; a zeroed sector, or a cut before the marker,
+    is one a torn write explains."""
+    payload = bytes(range(1, 200))
+    data, expected = segment([[(RecordType.PATCH, payload), (RecordType.PATCH, payload)]])
+    flipped = flip(data, expected[0].offset + RECORD_HEADER_SIZE + 5)
+    scan = scan_segment(flipped)
+    assert scan.damaged_at is not None
+    assert written_whole(flipped, scan) is not None
+    marker = expected[-1].offset
+    cut = data[:marker] + bytes(len(data) - marker)
+    torn = flip(cut, expected[0].offset + RECORD_HEADER_SIZE + 5)
+    scan = scan_segment(torn)
+    assert scan.damaged_at is not None and written_whole(torn, scan) is None
+
+
+def test_a_changed_commit_marker_is_not_a_torn_one() -> None:
+    """The last batch's commit marker changed in a non-zero byte (its records intact) is
+    corruption; the same marker partly zero, as a torn write leaves it, is a torn tail."""
+    data, expected = segment([[(RecordType.PATCH, b"payload")]])
+    marker = expected[-1].offset
+    changed = flip(data, marker + 9)  # inside its lsn
+    scan = scan_segment(changed)
+    assert scan.damaged_at is not None
+    assert written_whole(changed, scan) is not None
+    partial = data[: marker + 12] + bytes(len(data) - marker - 12)
+    scan = scan_segment(partial)
+    assert scan.damaged_at is not None and written_whole(partial, scan) is None

@@ -251,7 +251,9 @@ def scan_segment(data: bytes | memoryview, expected_lsn: int | None = None) -> S
             damaged_at = pos
             break
         if record.type is RecordType.SEAL:
-            if batch_open or len(record.payload) != _SEAL_PAYLOAD.size:
+            # A seal ends whole batches (or a segment that holds none): never a batch's middle.
+            in_batch = batch_open and len(scan.records) > batch_first_record
+            if in_batch or len(record.payload) != _SEAL_PAYLOAD.size:
                 damaged_at = pos
                 break
             (next_index,) = _SEAL_PAYLOAD.unpack(record.payload)
