@@ -337,9 +337,12 @@ class DurableEngine:
     # -- writes -------------------------------------------------------------------------------
 
     def _check_open(self) -> WalWriter:
-        """Before a write: the store is open, writable, and its log takes writes."""
-        self._check_readable()
-        wal = self._writable_wal()
+        """Before a write: the store is open, writable, and its log takes writes. (On every
+        write: the checks are written out rather than calling the helpers below.)"""
+        wal = self._wal
+        if self._closed or wal is None:
+            self._check_readable()
+            return self._writable_wal()
         wal.check_writable()
         return wal
 
