@@ -120,3 +120,43 @@ async def batch(peer: RawPeer, request: schema.Request, count: int) -> list[sche
         lambda received: all(stream in received.answers for stream in streams), SECONDS
     )
     return [peer.received.answers.pop(stream) for stream in streams]
+
+
+class _RaisingDecoder:
+    def decode(self, payload: bytes) -> schema.Request:
+        raise RuntimeError("the decoder raised")
+
+
+async def test_a_connection_whose_bytes_raise_is_closed_with_internal(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Should decoding a request ever raise (a bug: the connection promises events, never
+    exceptions, for the peer's bytes), the node tells that peer INTERNAL with the cause in
+    a GoAway and closes only that connection, counts and logs it once, holds nothing in
+    flight, and serves the next connection."""
+    config = ServerConfig(CLUSTER, SECRET.encode())
+    node = NodeServer(FaultyStore(), config)
+    await node.start(HOST, 0)
+    peer = await RawPeer.open(node.address)
+    other = None
+    try:
+        await peer.ready()
+        with monkeypatch.context() as patched, caplog.at_level(logging.ERROR, "braid.server"):
+            patched.setattr(schema, "request_decoder", _RaisingDecoder())
+            _, frame = peer.request(schema.Locate(Key("space", "a")))
+            await peer.send(frame)
+            received = await peer.collect(SECONDS, SECONDS)
+        assert received.closed
+        (goaway,) = [m for _, _, m in received.messages if isinstance(m, schema.GoAway)]
+        assert goaway.code == errors.INTERNAL.code and "RuntimeError" in goaway.message
+        assert node.stats.internal_errors == 1 and node.stats.in_flight == 0
+        assert len([record for record in caplog.records if record.exc_info]) == 1
+        other = await RawPeer.open(node.address)
+        await other.ready()
+        (located,) = await batch(other, schema.Locate(Key("space", "a")), 1)
+        assert isinstance(located, schema.Located), located
+    finally:
+        await peer.close()
+        if other is not None:
+            await other.close()
+        await node.shutdown()

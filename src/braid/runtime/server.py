@@ -7,6 +7,13 @@ and `node_requests_max` over the node; past either, the request is answered OVER
 once. A connection whose peer does not read its answers is paused (no more reading) until
 its send buffer drains, so a slow client cannot make the node buffer without bound.
 
+Every admitted request ends in exactly one answer with a code, whatever it raises: `_start`
+takes its node-wide slot, `_finish` gives it back, `_failure` turns any exception into the
+answer (a bug becomes INTERNAL, logged with its traceback and counted). Bytes held for
+incomplete frames are bounded over the node (`partial_frame_bytes_max`: past it the
+connection holding the most is closed with OVERLOADED) and in time per frame
+(`partial_frame_seconds`: FRAME_TIMEOUT); see `NodeServer.hold`.
+
 Shutdown (SIGTERM): stop accepting, send GoAway on every connection (new requests get
 SHUTTING_DOWN), let in-flight requests finish for a grace period, fail the rest with
 SHUTTING_DOWN, close the connections, then close the store.
@@ -313,7 +320,13 @@ class _ServerProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         connection = self.connection
-        events = connection.receive_data(data)
+        try:
+            events = connection.receive_data(data)
+        except Exception as error:  # a bug: the peer's bytes must yield events, never raise
+            self.node.stats.internal_errors += 1
+            log.error("closing connection: reading its bytes raised %r", error, exc_info=error)
+            self.abandon(errors.INTERNAL, _short_detail(error))
+            return
         if connection.buffered or self.held:  # a frame is incomplete, or was
             self._hold()
             if self.abandoned:
