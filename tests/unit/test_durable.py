@@ -36,16 +36,20 @@ async def test_checkpoints_release_segments_and_keep_every_document(tmp_path: Pa
     reopening from the applied state plus the remaining log gives back every delta."""
     config = DurableConfig(segment_bytes=SMALL_SEGMENTS, checkpoint_records=200)
     engine = await DurableEngine.open(tmp_path, config)
-    key = braid.Key("space-one", "doc")
-    await fill(engine, key, 6000)  # ~1.5 MB of records: several 1 MiB segments
+    # ~1.5 MB of records: several 1 MiB segments (over three documents: one holds at most
+    # limits.document_bytes_max of deltas)
+    keys = [braid.Key("space-one", f"doc-{index}") for index in range(3)]
+    for key in keys:
+        await fill(engine, key, 2000)
     assert engine.checkpoints > 0
     assert len(wal_files(tmp_path)) <= 2, wal_files(tmp_path)
     await engine.close()
     reopened = await DurableEngine.open(tmp_path, config)
-    change = await reopened.get(key)
-    assert change.seq == 6000
-    assert change.reads == 6000
-    assert '"n":6000' in change.document
+    for key in keys:
+        change = await reopened.get(key)
+        assert change.seq == 2000
+        assert change.reads == 2000
+        assert '"n":2000' in change.document
     await reopened.close()
 
 

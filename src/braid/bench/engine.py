@@ -39,6 +39,10 @@ from braid.errors import HEAD_SEQ_OFF, BraidError
 from braid.model import Key, Update
 
 DELTA_BYTES = 256
+# A writer moves to a new document after this many deltas: a document holds at most
+# limits.document_bytes_max of retained deltas (~350 bytes each here) and the benchmark
+# measures patches, not compaction. One initialize per 2,000 patches, not timed.
+DELTAS_PER_DOCUMENT = 2_000
 WRITER_COUNTS = (1, 16, 64)
 
 
@@ -106,17 +110,30 @@ def fsync_samples(directory: Path, samples: int = 200) -> list[float]:
 # -- the shared driver ---------------------------------------------------------------------------
 
 PatchFn = Callable[[Key, list[Update]], Awaitable[None]]
+StartFn = Callable[[Key], Awaitable[None]]  # creates a document at seq 1
 
 
-async def drive(patch: PatchFn, keys: list[Key], seconds: float) -> tuple[int, float, list[float]]:
-    """Each key's writer patches until the time is up; returns ops, elapsed, latencies."""
+async def drive(
+    patch: PatchFn, start_document: StartFn, keys: list[Key], seconds: float
+) -> tuple[int, float, list[float]]:
+    """Each key's writer patches until the time is up (moving to a fresh document every
+    DELTAS_PER_DOCUMENT deltas); returns ops, elapsed, latencies."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     clock = time.perf_counter
 
-    async def writer(key: Key) -> None:
+    async def writer(first: Key) -> None:
+        key = first
+        for generation in range(1, 1_000_000):
+            await writer_document(key)
+            if clock() >= deadline:
+                return
+            key = Key(first.space, f"{first.key}-{generation}")
+            await start_document(key)
+
+    async def writer_document(key: Key) -> None:
         seq = 2
-        while clock() < deadline:
+        while clock() < deadline and seq <= DELTAS_PER_DOCUMENT:
             update = [make_delta(seq)]
             start = clock()
             await patch(key, update)
@@ -143,9 +160,13 @@ def _result(system: str, writers: int, ops: int, elapsed: float, lat: list[float
 async def run_braid(directory: Path, writers: int, seconds: float) -> RunResult:
     async with braid.open(directory) as store:
         keys = [Key("bench", f"w{index}") for index in range(writers)]
-        for key in keys:
+
+        async def start_document(key: Key) -> None:
             await store.initialize(key, Update(1, 1, redo="{}", undo="{}"))
-        ops, elapsed, latencies = await drive(store.patch, keys, seconds)
+
+        for key in keys:
+            await start_document(key)
+        ops, elapsed, latencies = await drive(store.patch, start_document, keys, seconds)
     return _result("braid", writers, ops, elapsed, latencies)
 
 
@@ -224,9 +245,13 @@ async def run_sqlite(directory: Path, writers: int, seconds: float) -> RunResult
     service = SqliteGroupCommit(directory / "bench.sqlite3")
     try:
         keys = [Key("bench", f"w{index}") for index in range(writers)]
-        for key in keys:
+
+        async def start_document(key: Key) -> None:
             service.initialize(key)
-        ops, elapsed, latencies = await drive(service.patch, keys, seconds)
+
+        for key in keys:
+            await start_document(key)
+        ops, elapsed, latencies = await drive(service.patch, start_document, keys, seconds)
     finally:
         service.close()
     return _result("sqlite", writers, ops, elapsed, latencies)

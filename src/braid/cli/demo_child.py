@@ -24,7 +24,8 @@ from braid.model import JsonValue, Key, Update, apply_patch, diff, to_json
 
 SPACE = "demo"
 SLOTS = 8  # fields a document cycles through, so documents stay small
-SEQS_PER_DOCUMENT_MAX = 20_000  # the child stops on its own after this many
+SEQS_PER_DOCUMENT_MAX = 5_000  # the child stops on its own after this many (~1 MB: see
+# limits.document_bytes_max; the demo never compacts)
 SECONDS_MAX = 30.0  # … or after this long, if nobody killed it
 
 

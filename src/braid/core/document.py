@@ -91,9 +91,10 @@ def check_patch_size(updates: Sequence[Update]) -> int:
 def _too_large(what: str) -> BraidError:
     return BraidError(
         DOCUMENT_TOO_LARGE,
-        f"{what} would take the document past {limits.document_bytes_max} bytes "
-        "(its retained deltas' redo, undo, who and request, plus 64 per delta); nothing was "
-        "written. Compact old deltas with snapshot, or spread the data over several documents",
+        f"{what} would take the document past {limits.document_bytes_max} bytes (counted "
+        "as the characters of its retained deltas' redo, undo, who and request, plus 64 per "
+        "delta); nothing was written. Compact old deltas with snapshot, or spread the data "
+        "over several documents",
     )
 
 
