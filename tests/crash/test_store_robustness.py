@@ -668,3 +668,30 @@ def test_a_full_disk_reverts_every_write_it_refused_under_concurrent_writers(
                 return await heads(store)
 
         assert asyncio.run(reopened()) == final
+
+
+def test_a_batch_larger_than_a_segment_gets_a_segment_that_holds_it(tmp_path: Path) -> None:
+    """With a segment size smaller than one write (a small configured size), the log grows
+    that write's segment before naming it and records the size: the store reopens and
+    verifies clean, and the write reads back (a segment longer than its header says would be
+    reported as damage)."""
+    config = DurableConfig(segment_bytes=64 * 1024, checkpoint_on_close=False)
+    directory = tmp_path / "store"
+    big = json.dumps({"big": "z" * 200_000})
+
+    async def write() -> None:
+        async with braid.open(directory, config) as store:
+            await store.initialize(KEY, Update(1, 1, redo=redo(1)))
+            await store.patch(KEY, [Update(2, 2, redo=big)])
+            await store.patch(KEY, [Update(3, 3, redo=redo(3))])
+
+    asyncio.run(write())
+    assert max(path.stat().st_size for _, path in list_segments(directory / "wal")) > 200_000
+    assert cli("verify", str(directory)).returncode == 0
+
+    async def read() -> dict[str, object]:
+        async with braid.open(directory, config) as store:
+            return json.loads((await store.get(KEY)).document)  # type: ignore[no-any-return]
+
+    document = asyncio.run(read())
+    assert document["big"] == "z" * 200_000 and document["seq"] == 3

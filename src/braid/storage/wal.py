@@ -334,6 +334,20 @@ def spare_problem(
     return None
 
 
+def _grow_zeroed(path: Path, size: int) -> None:
+    """Make the zero-filled file at `path` at least `size` bytes (rounded up to 4 KiB),
+    writing the zeros (so the blocks exist) and syncing them."""
+    target = -(-size // 4096) * 4096
+    if path.stat().st_size >= target:
+        return
+    with open(path, "r+b") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        while end < target:
+            end += handle.write(_ZEROS[: min(target - end, len(_ZEROS))])
+        handle.flush()
+        os.fdatasync(handle.fileno())
+
+
 def create_first_segment(directory: Path, segment_bytes: int) -> None:
     """Create a new store's first segment (lsn 1, batch 1) before anything else of it, so
     that a store's applied state never exists without a log beside it."""
@@ -724,7 +738,7 @@ class WalWriter:
         its bytes were written (the batch can be given back); anything else is fatal."""
         data = batch.data
         if self._fd < 0 or not self._fits(len(data)):
-            self._rotate(batch.first_lsn, batch.number)
+            self._rotate(batch.first_lsn, batch.number, len(data))
         view = memoryview(data)
         offset = self._offset
         while view:
@@ -738,11 +752,13 @@ class WalWriter:
             offset += written
         self._offset = offset
 
-    def _rotate(self, first_lsn: int, batch: int) -> None:
+    def _rotate(self, first_lsn: int, batch: int, batch_bytes: int) -> None:
         """Move to a new segment: the spare, named and headed, then the old one's seal.
 
         The new segment exists (its header durable, the directory synced) before the old
-        one is sealed, so a crash between the two leaves a log that reads the same."""
+        one is sealed, so a crash between the two leaves a log that reads the same. A batch
+        larger than a segment (a small configured segment size) gets a spare grown to hold
+        it, zero-filled before it is named, and the header records the size it has."""
         if self._spare_thread is not None:
             self._spare_thread.join()
         spare = self._directory / _SPARE_NAME
@@ -755,6 +771,13 @@ class WalWriter:
                 raise
         with self._segments_lock:
             index = self._segments[-1].index + 1 if self._segments else 1
+        needed = SEGMENT_HEADER_SIZE + batch_bytes + _SEAL_BYTES
+        try:
+            _grow_zeroed(spare, needed)
+        except OSError as error:
+            if is_disk_full(error):
+                raise _NothingWritten(error) from error
+            raise
         fd = os.open(spare, _SEGMENT_FLAGS)
         size = os.fstat(fd).st_size
         header = encode_segment_header(SegmentHeader(index, first_lsn, batch, size))
