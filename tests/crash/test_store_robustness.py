@@ -695,3 +695,29 @@ def test_a_batch_larger_than_a_segment_gets_a_segment_that_holds_it(tmp_path: Pa
 
     document = asyncio.run(read())
     assert document["big"] == "z" * 200_000 and document["seq"] == 3
+
+
+def test_closing_on_a_full_disk_succeeds_and_loses_nothing(tmp_path: Path) -> None:
+    """Closing a store whose final checkpoint cannot be written (the disk is full) neither
+    raises nor hides the real cause: the failure is logged and counted, the close succeeds,
+    and a reopen once there is room replays the log and shows every acknowledged write."""
+    config = DurableConfig(segment_bytes=256 * 1024, checkpoint_records=1 << 20)
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        directory = disk / "store"
+
+        async def write_then_close_full() -> tuple[int, dict[str, float]]:
+            store = await braid.open(directory, config)
+            await store.initialize(KEY, Update(1, 1, redo=redo(1)))
+            acknowledged = 1
+            for seq in range(2, 200):
+                await store.patch(KEY, [Update(seq, seq, redo=redo(seq))])
+                acknowledged = seq
+            fill(disk, leave_bytes=0)
+            await store.close()  # the checkpoint at close fails on the full disk
+            return acknowledged, store.durable.figures()
+
+        head, figures = asyncio.run(write_then_close_full())
+        assert figures["checkpoint_failures_total"] >= 1
+        assert figures["applied_lsn"] == 0, "nothing was checkpointed"
+        (disk / "filler").unlink()
+        assert asyncio.run(read_head(directory)) == (expected_document(head), head)
