@@ -185,8 +185,9 @@ class DocumentLog:
     def refuse_initialize_existing() -> BraidError:
         return BraidError(DOCUMENT_EXISTS, "initialize on a key that already has a document")
 
-    def check_patch(self, updates: Sequence[Update]) -> None:
-        """Check a patch whose updates already passed `check_updates`."""
+    def check_patch(self, updates: Sequence[Update]) -> int:
+        """Check a patch whose updates already passed `check_updates`; returns its size in
+        `update_bytes` (hand it to `append`, which then need not count it again)."""
         first = updates[0].seq_begin
         if first != self.head + 1:
             raise BraidError(
@@ -195,13 +196,15 @@ class DocumentLog:
         size = updates_bytes(updates)
         if self.bytes + size > limits.document_bytes_max:
             raise _too_large(f"a patch of {size} bytes onto {self.bytes}")
+        return size
 
     # -- mutations (inputs were checked) --------------------------------------------------
 
-    def append(self, updates: Sequence[Update]) -> None:
+    def append(self, updates: Sequence[Update], size: int | None = None) -> None:
+        """Append checked updates; `size` is what `check_patch` returned for them."""
         assert updates[0].seq_begin == self.head + 1
         self.deltas.extend(updates)
-        self.bytes += updates_bytes(updates)
+        self.bytes += updates_bytes(updates) if size is None else size
         self._head_cache = None
 
     def apply_fold(self, fold: Fold) -> None:

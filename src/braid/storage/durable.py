@@ -306,10 +306,10 @@ class DurableEngine:
         self._cache_bytes -= entry.log.bytes
         entry.log = None
 
-    def _grow(self, entry: _Entry, updates: Sequence[Update]) -> None:
+    def _grow(self, entry: _Entry, updates: Sequence[Update], size: int | None = None) -> None:
         assert entry.log is not None
         before = entry.log.bytes
-        entry.log.append(updates)
+        entry.log.append(updates, size)
         self._cache_bytes += entry.log.bytes - before
 
     def _fold(self, entry: _Entry, op: FoldOp) -> None:
@@ -445,12 +445,12 @@ class DurableEngine:
         entry = self._entry(key)
         if entry is None or entry.log is None:
             raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
-        entry.log.check_patch(updates)
+        size = entry.log.check_patch(updates)
         op = PatchOp(key, tuple(updates))
         if encoded is None:
             encoded = encode_op(op)[1]
         lsn, future = wal.append(RecordType.PATCH, encoded)
-        self._grow(entry, updates)
+        self._grow(entry, updates, size)
         return self._after_log(op, lsn, future)
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:

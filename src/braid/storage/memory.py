@@ -33,8 +33,7 @@ class MemoryEngine:
     async def patch(self, key: Key, updates: Sequence[Update]) -> None:
         check_updates(updates)
         document = self._document(key)
-        document.check_patch(updates)
-        document.append(updates)
+        document.append(updates, document.check_patch(updates))
 
     async def get(self, key: Key) -> DocumentChange:
         return self._document(key).get()
