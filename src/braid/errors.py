@@ -51,8 +51,9 @@ INVALID_SPACE = _entry(
 INVALID_KEY = _entry(
     1002,
     "INVALID_KEY",
-    "The document key is not valid: it must be 1 to 511 bytes of printable UTF-8 "
-    "(no control characters).",
+    "The document key is not valid: it must be 1 to 511 bytes of valid UTF-8 with no "
+    "control character (Unicode category Cc: U+0000-U+001F, U+007F-U+009F) and no lone "
+    "surrogate; format characters such as U+200D and non-ASCII spaces are allowed.",
     retryable=False,
     user=True,
 )

@@ -59,15 +59,32 @@ def validate_space(space: str) -> None:
         raise BraidError(INVALID_SPACE, f"invalid space {space!r}")
 
 
+# Unicode category Cc is exactly these 65 code points (C0, DEL, C1); the set is fixed by the
+# standard, so a character class is the whole test (unicodedata.category per character would
+# cost a call each).
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def validate_key(key: str) -> None:
+    """A key is 1 to `limits.key_bytes_max` bytes of valid UTF-8 with no control character
+    (Unicode category Cc). Format characters (U+200D inside emoji sequences), non-ASCII
+    spaces and line separators are allowed; a lone surrogate is not UTF-8 and is refused.
+
+    Runs on every request: an ASCII key, the common case, takes two C-level scans (for
+    ASCII `isprintable` is exactly "not Cc", and its UTF-8 size is its length)."""
     if not isinstance(key, str) or not key:
         raise BraidError(INVALID_KEY, f"invalid key {key!r}: must be a non-empty string")
-    if not key.isprintable():
-        raise BraidError(INVALID_KEY, f"invalid key {key!r}: control or non-printable characters")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise BraidError(INVALID_KEY, f"invalid key {key!r}: not encodable as UTF-8") from None
+    if key.isascii() and key.isprintable():
+        size = len(key)
+    else:
+        if _CONTROL_CHARACTER.search(key) is not None:
+            raise BraidError(INVALID_KEY, f"invalid key {key!r}: control characters")
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise BraidError(
+                INVALID_KEY, f"invalid key {key!r}: a lone surrogate is not UTF-8"
+            ) from None
     if size > limits.key_bytes_max:
         raise BraidError(INVALID_KEY, f"key is {size} bytes; the limit is {limits.key_bytes_max}")
 

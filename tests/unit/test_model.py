@@ -7,6 +7,7 @@ but compares numbers by value, as JSON does.
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 import msgspec
@@ -264,10 +265,27 @@ def test_invalid_spaces_are_invalid_space(space: str) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["k", "k" * 511, "é" * 255 + "k", "😀" * 127 + "abc", "a b", "mem_x", "a/b", "日本語"],
+    [
+        "k",
+        "k" * 511,
+        "é" * 255 + "k",
+        "😀" * 127 + "abc",
+        "a b",
+        "mem_x",
+        "a/b",
+        "日本語",
+        "👩\u200d💻",  # ZERO WIDTH JOINER (category Cf) inside an emoji sequence
+        "a\u00a0b",  # NO-BREAK SPACE (Zs)
+        "a\u3000b",  # IDEOGRAPHIC SPACE (Zs)
+        "a\u2028b",  # LINE SEPARATOR (Zl): not a control character
+        "\u00ad",  # SOFT HYPHEN (Cf)
+        "\ufeffk",  # ZERO WIDTH NO-BREAK SPACE (Cf)
+        "\U000e0001",  # LANGUAGE TAG (Cf), outside the BMP
+    ],
 )
 def test_valid_keys_are_accepted(key: str) -> None:
-    """Keys of 1 to 511 bytes of printable UTF-8 pass, whatever the characters' widths."""
+    """Keys of 1 to 511 bytes of UTF-8 without control characters pass, whatever the
+    characters' widths, format characters and non-ASCII spaces included."""
     assert len(key.encode()) <= limits.key_bytes_max
     assert braid.Key("space", key).key == key
 
@@ -285,15 +303,61 @@ def test_valid_keys_are_accepted(key: str) -> None:
         "\x1f",
         "\x7f",
         "a\x85b",  # NEL, a C1 control character
-        "a\u2028b",  # LINE SEPARATOR
+        "\x9f",  # the last C1 control character
         "\ud800",  # a lone surrogate: not encodable as UTF-8
+        "é\udfff",  # a lone low surrogate after a non-ASCII character
     ],
 )
 def test_invalid_keys_are_invalid_key(key: str) -> None:
-    """Empty keys, keys over 511 UTF-8 bytes, and control characters are INVALID_KEY (1002)."""
+    """Empty keys, keys over 511 UTF-8 bytes, control characters and lone surrogates are
+    INVALID_KEY (1002)."""
     with pytest.raises(braid.BraidError) as caught:
         braid.Key("space", key)
     assert (caught.value.code, caught.value.name) == (1002, "INVALID_KEY")
+
+
+def key_rule(key: str) -> bool:
+    """The key rule from the README, written with unicodedata: 1 to 511 bytes of valid UTF-8
+    (so no lone surrogate) and no character of Unicode category Cc."""
+    if any(unicodedata.category(character) == "Cs" for character in key):
+        return False
+    if any(unicodedata.category(character) == "Cc" for character in key):
+        return False
+    return 1 <= len(key.encode("utf-8")) <= limits.key_bytes_max
+
+
+# Every code point, surrogates included, with short and long keys both likely.
+any_key = st.text(alphabet=st.characters(codec=None), max_size=300) | st.text(
+    alphabet=st.characters(max_codepoint=0xFF), min_size=480, max_size=530
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(key=any_key)
+def test_key_validation_is_exactly_the_rule(key: str) -> None:
+    """For any string of any code points, braid.Key accepts it exactly when the documented
+    rule does (1 to 511 bytes of UTF-8, no Cc character, no lone surrogate), and refuses
+    it otherwise with INVALID_KEY (1002) and nothing else."""
+    if key_rule(key):
+        assert braid.Key("space", key).key == key
+    else:
+        with pytest.raises(braid.BraidError) as caught:
+            braid.Key("space", key)
+        assert caught.value.code == 1002
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.text(
+        alphabet=st.characters(categories=["Cf", "Zs", "Zl", "Zp", "Mn", "So"]),
+        min_size=1,
+        max_size=100,
+    )
+)
+def test_format_characters_and_spaces_are_valid_in_keys(key: str) -> None:
+    """Format characters (the zero-width joiner of emoji sequences among them), every kind
+    of space and separator, combining marks and symbols are all valid key characters."""
+    assert braid.Key("space", key).key == key
 
 
 @pytest.mark.parametrize(("space", "key"), [(None, "k"), (5, "k"), (b"abc", "k")])
