@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 import braid
 from braid import HEAD_PATCH, REWIND, BraidError, Key, Update, limits
 from braid.cli.main import main
+from tests.support.json_model import canonical, merge_patch
 
 Json = Any
 DEPTH = limits.json_depth_max
@@ -46,24 +47,6 @@ _keys = itertools.count()
 # -- the model ------------------------------------------------------------------------------
 
 
-def merge(target: Json, patch: Json) -> Json:
-    """RFC 7396 MergePatch, naively."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for name, value in patch.items():
-        if value is None:
-            result.pop(name, None)
-        else:
-            result[name] = merge(result.get(name), value)
-    return result
-
-
-def canonical(value: Json) -> str:
-    """A text equal for equal JSON values (true is not 1, 1 is not 1.0)."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
 @dataclass
 class Log:
     """Deltas to write, oldest first, and the document after each (documents[0] is {})."""
@@ -75,7 +58,7 @@ class Log:
     def documents(self) -> list[Json]:
         documents: list[Json] = [{}]
         for redo in self.redos:
-            documents.append(merge(documents[-1], redo))
+            documents.append(merge_patch(documents[-1], redo))
         return documents
 
     def updates(self) -> list[Update]:
@@ -95,7 +78,7 @@ def log_of(redos: list[dict[str, Json]]) -> Log:
     document: Json = {}
     for redo in redos:
         undos.append({name: document.get(name) for name in redo})
-        document = merge(document, redo)
+        document = merge_patch(document, redo)
     return Log(redos, undos)
 
 
@@ -215,10 +198,10 @@ async def read_all(service: Any, key: Key, log: Log) -> list[str]:
     answers = [canonical(json.loads(change.document))]
     for seq in range(len(log.redos)):
         forward = await service.compute(key, HEAD_PATCH, seq)
-        answers.append(canonical(merge(documents[seq], json.loads(forward.document))))
+        answers.append(canonical(merge_patch(documents[seq], json.loads(forward.document))))
         back = await service.compute(key, REWIND, seq)
         assert back.seq == seq
-        answers.append(canonical(merge(head, json.loads(back.document))))
+        answers.append(canonical(merge_patch(head, json.loads(back.document))))
     return answers
 
 

@@ -17,6 +17,7 @@ import pytest
 
 import braid
 from braid import HEAD_PATCH, REWIND, Update
+from tests.support.json_model import canonical, merge_patch
 
 if TYPE_CHECKING:
     from conftest import ServiceUnderTest
@@ -24,25 +25,8 @@ if TYPE_CHECKING:
 Json = Any
 
 
-def canonical(value: Json) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
 def assert_document(text: str, expected: Json) -> None:
     assert canonical(json.loads(text)) == canonical(expected)
-
-
-def merge(target: Json, patch: Json) -> Json:
-    """RFC 7396, written here independently of braid.model so the suite checks the engine."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for name, value in patch.items():
-        if value is None:
-            result.pop(name, None)
-        else:
-            result[name] = merge(result.get(name), value)
-    return result
 
 
 @contextlib.contextmanager
@@ -79,7 +63,7 @@ def document_at(seq: int) -> Json:
     document: Json = {}
     for _, end, redo, _ in HISTORY:
         if end <= seq:
-            document = merge(document, redo)
+            document = merge_patch(document, redo)
     return document
 
 
@@ -410,7 +394,7 @@ async def test_head_patch_turns_the_document_at_seq_into_head(
     change = await service.compute(key, HEAD_PATCH, seq)
     patch = json.loads(change.document)
     assert isinstance(patch, dict)
-    assert canonical(merge(document_at(seq), patch)) == canonical(document_at(HEAD))
+    assert canonical(merge_patch(document_at(seq), patch)) == canonical(document_at(HEAD))
     assert change.seq == HEAD
     assert change.reads == sum(1 for _, end, _, _ in HISTORY if end > seq)
 
@@ -425,7 +409,7 @@ async def test_rewind_turns_head_back_into_the_document_at_seq(
     change = await service.compute(key, REWIND, seq)
     patch = json.loads(change.document)
     assert isinstance(patch, dict)
-    assert canonical(merge(document_at(HEAD), patch)) == canonical(document_at(seq))
+    assert canonical(merge_patch(document_at(HEAD), patch)) == canonical(document_at(seq))
     assert change.seq == landing_seq(seq)
     assert change.reads == sum(1 for _, end, _, _ in HISTORY if end > seq)
 
@@ -472,10 +456,10 @@ async def test_compute_when_patches_do_not_merge_exactly(
         await service.patch(key, [update(seq_begin, seq_begin, redo, undo)])
     head = UNMERGEABLE_DOCUMENTS[-1]
     head_patch = await service.compute(key, HEAD_PATCH, seq)
-    reached = merge(UNMERGEABLE_DOCUMENTS[seq], json.loads(head_patch.document))
+    reached = merge_patch(UNMERGEABLE_DOCUMENTS[seq], json.loads(head_patch.document))
     assert canonical(reached) == canonical(head)
     rewind = await service.compute(key, REWIND, seq)
-    assert canonical(merge(head, json.loads(rewind.document))) == canonical(
+    assert canonical(merge_patch(head, json.loads(rewind.document))) == canonical(
         UNMERGEABLE_DOCUMENTS[seq]
     )
 
@@ -517,7 +501,7 @@ async def test_snapshot_keeps_the_history_newest_deltas(service: ServiceUnderTes
     assert removed == 3  # deltas 1..4 became one; 5 and 6 are kept
     assert (await service.get(key)).reads == 3
     rewind = await service.compute(key, REWIND, 4)
-    assert canonical(merge(simple_document(6), json.loads(rewind.document))) == canonical(
+    assert canonical(merge_patch(simple_document(6), json.loads(rewind.document))) == canonical(
         simple_document(4)
     )
     with raises_braid(2004, "REWIND_PAST_COMPACTED"):
@@ -546,11 +530,11 @@ async def test_rewind_past_a_snapshot_is_refused(service: ServiceUnderTest) -> N
             await service.compute(key, REWIND, seq)
     for seq in (3, 4, 5):
         rewind = await service.compute(key, REWIND, seq)
-        document = merge(simple_document(5), json.loads(rewind.document))
+        document = merge_patch(simple_document(5), json.loads(rewind.document))
         assert canonical(document) == canonical(simple_document(seq))
     for seq in range(6):
         head_patch = await service.compute(key, HEAD_PATCH, seq)
-        document = merge(simple_document(seq), json.loads(head_patch.document))
+        document = merge_patch(simple_document(seq), json.loads(head_patch.document))
         assert canonical(document) == canonical(simple_document(5))
 
 
@@ -589,7 +573,7 @@ async def test_snapshot_with_a_different_document_is_a_mismatch(
             await service.snapshot(key, 3, json.dumps(wrong), 0)
     assert (await service.get(key)).reads == 4
     rewind = await service.compute(key, REWIND, 0)
-    assert canonical(merge(simple_document(4), json.loads(rewind.document))) == canonical({})
+    assert canonical(merge_patch(simple_document(4), json.loads(rewind.document))) == canonical({})
 
 
 async def test_snapshot_at_a_seq_no_delta_ends_at_is_invalid(service: ServiceUnderTest) -> None:
@@ -614,7 +598,7 @@ async def test_snapshot_at_a_multi_seq_boundary(service: ServiceUnderTest) -> No
     with raises_braid(2004, "REWIND_PAST_COMPACTED"):
         await service.compute(key, REWIND, 4)
     rewind = await service.compute(key, REWIND, 5)
-    assert canonical(merge(document_at(HEAD), json.loads(rewind.document))) == canonical(
+    assert canonical(merge_patch(document_at(HEAD), json.loads(rewind.document))) == canonical(
         document_at(5)
     )
 

@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 import braid
+from tests.support.json_model import merge_patch
 
 CHILD_PATH = Path(__file__).with_name("writer_child.py")
 SEED = 90210
@@ -202,7 +203,7 @@ async def verify(
             for seq in targets:
                 rewind = await store.compute(child_module.key(document), braid.REWIND, seq)
                 assert rewind.seq == seq
-                rewound = child_module.merge(states[change.seq], json.loads(rewind.document))
+                rewound = merge_patch(states[change.seq], json.loads(rewind.document))
                 assert rewound == states[seq], f"doc-{document} rewound to {seq}"
             heads[document] = change.seq
     return heads

@@ -43,11 +43,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+# Run as a script (`python writer_child.py`), this directory heads sys.path, not the
+# repository root: put the root there so the shared oracle imports as under pytest.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import braid
 from braid.storage.applied import AppliedState
 from braid.storage.wal import WalWriter
+from tests.support.json_model import merge_patch
 
 SPACE = "crash-space"
 WATCHDOG_GRACE_SECONDS = 15.0
@@ -57,19 +63,6 @@ STALL_POINTS = ("checkpoint-transaction", "checkpoint-committed", "segment-rotat
 
 def key(document: int) -> braid.Key:
     return braid.Key(SPACE, f"doc-{document}")
-
-
-def merge(target: Any, patch: Any) -> Any:
-    """RFC 7396 merge, written out so the test does not trust the code under test."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for name, value in patch.items():
-        if value is None:
-            result.pop(name, None)
-        else:
-            result[name] = merge(result.get(name), value)
-    return result
 
 
 def inverse(before: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +107,7 @@ def history(document: int, head: int) -> list[dict[str, Any]]:
     """history[s]: the document after seq s (history[0] is the empty document)."""
     states: list[dict[str, Any]] = [{}]
     for seq in range(1, head + 1):
-        states.append(merge(states[-1], redo_for(document, seq)))
+        states.append(merge_patch(states[-1], redo_for(document, seq)))
     return states
 
 
@@ -179,7 +172,7 @@ async def prepare(store: braid.Store, document: int, output: Output) -> tuple[in
         update = update_for(document, 1, {})
         await store.initialize(key(document), update)
         output.ack(document, 1)
-        return 1, merge({}, json.loads(update.redo))
+        return 1, merge_patch({}, json.loads(update.redo))
     return change.seq, json.loads(change.document)
 
 
@@ -199,7 +192,7 @@ async def writer(
         updates = []
         for seq in range(head + 1, head + 1 + updates_per_write(head)):
             updates.append(update_for(document, seq, content))
-            content = merge(content, redo_for(document, seq))
+            content = merge_patch(content, redo_for(document, seq))
         await store.patch(key(document), updates)
         documents[document] = (updates[-1].seq_end, content)
         output.ack(document, updates[-1].seq_end)

@@ -44,28 +44,11 @@ from braid.storage.api import DataService
 from braid.storage.applied import AppliedState
 from braid.storage.durable import DurableEngine
 from braid.storage.memory import MemoryEngine
+from tests.support.json_model import canonical, merge_patch
 
 Json = Any
 
 # -- the model ----------------------------------------------------------------------------------
-
-
-def merge(target: Json, patch: Json) -> Json:
-    """RFC 7396 MergePatch, naively."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for name, value in patch.items():
-        if value is None:
-            result.pop(name, None)
-        else:
-            result[name] = merge(result.get(name), value)
-    return result
-
-
-def canonical(value: Json) -> str:
-    """JSON text that is equal exactly when the values are equal as JSON."""
-    return json.dumps(value, sort_keys=True)
 
 
 def undo_of(before: Json, after: Json) -> Json:
@@ -105,7 +88,7 @@ class ModelDocument:
         document: Json = {}
         for delta in self.history:
             if delta.seq_end <= seq:
-                document = merge(document, delta.redo)
+                document = merge_patch(document, delta.redo)
         return document
 
     def newer_than(self, seq: int) -> int:
@@ -229,7 +212,7 @@ class EngineMachine(RuleBasedStateMachine):
     def initialize_document(self, name: str, begin: int, span: int, redo: dict[str, Json]) -> None:
         """Create the document (possibly starting past seq 1); 2002 if it exists."""
         key = self.key(name)
-        document = merge({}, redo)
+        document = merge_patch({}, redo)
         delta = ModelDelta(begin, begin + span - 1, redo, undo_of({}, document))
         update = Update(begin, delta.seq_end, redo=json.dumps(redo), undo=json.dumps(delta.undo))
         if key in self.model:
@@ -264,7 +247,7 @@ class EngineMachine(RuleBasedStateMachine):
         current = document.at(head) if document is not None else {}
         deltas, updates = [], []
         for span, redo in steps:
-            after = merge(current, redo)
+            after = merge_patch(current, redo)
             delta = ModelDelta(begin, begin + span - 1, redo, undo_of(current, after))
             deltas.append(delta)
             updates.append(
@@ -316,7 +299,9 @@ class EngineMachine(RuleBasedStateMachine):
             return
         change = self.run(self.service.compute(key, REWIND, seq))
         head = document.at(document.head)
-        assert canonical(merge(head, json.loads(change.document))) == canonical(document.at(seq))
+        assert canonical(merge_patch(head, json.loads(change.document))) == canonical(
+            document.at(seq)
+        )
         assert change.seq == document.landing(seq)
         assert change.reads == document.newer_than(seq)
 
@@ -329,7 +314,9 @@ class EngineMachine(RuleBasedStateMachine):
             assert seq < document.compacted_through
             return
         head = document.at(document.head)
-        assert canonical(merge(document.at(seq), json.loads(change.document))) == canonical(head)
+        assert canonical(merge_patch(document.at(seq), json.loads(change.document))) == canonical(
+            head
+        )
         assert change.seq == document.head
         assert change.reads == document.newer_than(seq)
 

@@ -56,6 +56,7 @@ from braid.core.wal.record import (
 )
 from braid.errors import STORE_FORMAT, WAL_CORRUPT
 from braid.storage.wal import analyze_log
+from tests.support.json_model import merge_patch as merge
 
 SEGMENT_BYTES = 6144  # > 4096 + 64: the writer reopens a segment in place while it has room
 CONFIG = DurableConfig(
@@ -79,19 +80,6 @@ Model = dict[str, DocState]
 
 
 # -- the workload and its model --------------------------------------------------------------
-
-
-def merge(target: Any, patch: Any) -> Any:
-    """RFC 7396, written out here so the model does not trust the code under test."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for name, value in patch.items():
-        if value is None:
-            result.pop(name, None)
-        else:
-            result[name] = merge(result.get(name), value)
-    return result
 
 
 def update_for(name: str, seq: int, generation: int) -> Update:
