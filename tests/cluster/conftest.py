@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Servers
+
+from tests.cluster.helpers import Servers
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ Every wait here is bounded in time; nothing waits on the server without a deadli
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import random
@@ -39,6 +37,7 @@ from braid.core.wire.connection import NONCE_BYTES
 from braid.core.wire.frames import Frame, FrameDecoder, FrameType, encode_frame
 from braid.errors import BraidError
 from braid.model import Key, Update
+from tests.support.wire import handshake_frame, handshake_proof, request_frame
 
 HOST = "127.0.0.1"  # the only address these tests ever use
 SECRET = "cluster-test-secret"
@@ -233,19 +232,6 @@ def update_for(seq: int) -> Update:
 
 
 # -- the raw peer ---------------------------------------------------------------------------
-
-
-def proof(secret: bytes, label: bytes, first: bytes, second: bytes, cluster: str) -> bytes:
-    """The handshake's HMAC (see braid.core.wire.connection), computed independently."""
-    return hmac.new(secret, label + first + second + cluster.encode(), hashlib.sha256).digest()
-
-
-def handshake_frame(message: schema.HandshakeMessage) -> bytes:
-    return encode_frame(FrameType.HANDSHAKE, 0, schema.encode(message))
-
-
-def request_frame(stream: int, message: schema.Request) -> bytes:
-    return encode_frame(FrameType.REQUEST, stream, schema.encode(message))
 
 
 @dataclass
@@ -460,9 +446,11 @@ class RawPeer:
         nonce, welcome = await self.hello(cluster=cluster)
         if not isinstance(welcome, schema.Welcome):
             return welcome
-        expected = proof(SECRET.encode(), b"braid-server", nonce, welcome.nonce, CLUSTER)
+        expected = handshake_proof(SECRET.encode(), b"braid-server", nonce, welcome.nonce, CLUSTER)
         assert welcome.proof == expected, "the server does not prove the secret"
-        client_proof = proof(secret.encode(), b"braid-client", welcome.nonce, nonce, cluster)
+        client_proof = handshake_proof(
+            secret.encode(), b"braid-client", welcome.nonce, nonce, cluster
+        )
         await self.send(handshake_frame(schema.Auth(client_proof)))
         answer = await self.next_message(5.0)
         assert answer is not None, "no answer to Auth"

@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from helpers import SECRET, RawPeer, Servers, connect
 
 import braid
 from braid import HEAD_PATCH, REWIND, BraidError, Key, Update, limits
 from braid.client import Client, ClientConfig, StaticLocator
 from braid.core.wire import schema
+from tests.cluster.helpers import SECRET, RawPeer, Servers, connect
 
 SIZE = limits.document_bytes_max
 DEPTH = limits.json_depth_max

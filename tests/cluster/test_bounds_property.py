@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SECRET, ServerProcess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import braid
 from braid import HEAD_PATCH, REWIND, BraidError, Key, Update, limits
 from braid.cli.main import main
+from tests.cluster.helpers import SECRET, ServerProcess
 from tests.support.json_model import canonical, merge_patch
 
 Json = Any

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from helpers import SECRET, Servers, free_port
-
 import braid
 from braid.client import Target
 from braid.model import Key, Update
+from tests.cluster.helpers import SECRET, Servers, free_port
 
 
 @dataclass

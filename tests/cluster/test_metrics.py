@@ -5,9 +5,9 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
-from helpers import SECRET, Servers, free_port
 
 import braid
+from tests.cluster.helpers import SECRET, Servers, free_port
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -12,7 +12,13 @@ import json
 import time
 
 import pytest
-from helpers import (
+from test_metrics import scrape
+
+from braid import errors, limits
+from braid.core.wire import schema
+from braid.core.wire.frames import FRAME_HEADER, FrameType
+from braid.model import Key
+from tests.cluster.helpers import (
     RawPeer,
     ServerProcess,
     Servers,
@@ -21,12 +27,6 @@ from helpers import (
     free_port,
     update_for,
 )
-from test_metrics import scrape
-
-from braid import errors, limits
-from braid.core.wire import schema
-from braid.core.wire.frames import FRAME_HEADER, FrameType
-from braid.model import Key
 
 SPACE = "buffer-space"
 KEYS = [Key(SPACE, f"disk_doc-{index}") for index in range(4)]

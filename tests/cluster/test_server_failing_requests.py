@@ -22,7 +22,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import (
+from test_metrics import scrape
+
+import braid
+from braid import errors, limits
+from braid.core.wire import schema
+from braid.model import Key, Update
+from tests.cluster.helpers import (
     SEED,
     RawPeer,
     ServerProcess,
@@ -32,12 +38,6 @@ from helpers import (
     free_port,
     update_for,
 )
-from test_metrics import scrape
-
-import braid
-from braid import errors, limits
-from braid.core.wire import schema
-from braid.model import Key, Update
 
 SPACE = "failing-space"
 # Written before the damage: each reads back exactly, or its read fails with a code naming

@@ -15,18 +15,6 @@ from typing import Any, TypeVar
 
 import msgspec
 import pytest
-from helpers import (
-    IDLE_SECONDS,
-    PROTOCOL_FAILURE_CODES,
-    SECRET,
-    SEED,
-    RawPeer,
-    Received,
-    Servers,
-    connect,
-    handshake_frame,
-    update_for,
-)
 
 import braid
 from braid import errors, limits
@@ -35,6 +23,18 @@ from braid.core.wire import schema
 from braid.core.wire.frames import FRAME_HEADER, FrameType, encode_frame
 from braid.errors import BraidError
 from braid.model import DocumentInfo, Key
+from tests.cluster.helpers import (
+    IDLE_SECONDS,
+    PROTOCOL_FAILURE_CODES,
+    SECRET,
+    SEED,
+    RawPeer,
+    Received,
+    Servers,
+    connect,
+    update_for,
+)
+from tests.support.wire import handshake_frame
 
 T = TypeVar("T")
 

@@ -12,7 +12,10 @@ from collections import Counter
 from typing import TypeVar
 
 import pytest
-from helpers import (
+
+import braid
+from braid.model import Key
+from tests.cluster.helpers import (
     SEED,
     SEGMENT_BYTES,
     SLACK_SECONDS,
@@ -24,9 +27,6 @@ from helpers import (
     free_port,
     update_for,
 )
-
-import braid
-from braid.model import Key
 
 T = TypeVar("T")
 

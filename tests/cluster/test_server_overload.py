@@ -11,7 +11,14 @@ from collections import Counter
 from typing import Any, TypeVar
 
 import pytest
-from helpers import (
+
+import braid
+from braid import errors
+from braid.client import Client
+from braid.core.wire import schema
+from braid.core.wire.frames import FRAME_HEADER, FrameType
+from braid.model import Key
+from tests.cluster.helpers import (
     GRACE_SECONDS,
     IDLE_SECONDS,
     RSS_GROWTH_BYTES_MAX,
@@ -21,13 +28,6 @@ from helpers import (
     document_at,
     update_for,
 )
-
-import braid
-from braid import errors
-from braid.client import Client
-from braid.core.wire import schema
-from braid.core.wire.frames import FRAME_HEADER, FrameType
-from braid.model import Key
 
 T = TypeVar("T")
 

@@ -14,13 +14,13 @@ import logging
 from collections.abc import Iterator, Sequence
 
 import pytest
-from helpers import CLUSTER, HOST, SECRET, RawPeer
 
 from braid import errors
 from braid.core.wire import schema
 from braid.model import ComputeMethod, DocumentChange, Key, Update
 from braid.runtime.server import NodeServer, ServerConfig
 from braid.storage.router import Store
+from tests.cluster.helpers import CLUSTER, HOST, SECRET, RawPeer
 
 NODE_REQUESTS_MAX = 16
 STREAMS_MAX = 8

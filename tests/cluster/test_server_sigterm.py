@@ -12,7 +12,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-from helpers import (
+
+import braid
+from braid import errors
+from braid.core.wire import schema
+from braid.model import Key, Update
+from tests.cluster.helpers import (
     GRACE_SECONDS,
     SEGMENT_BYTES,
     SLACK_SECONDS,
@@ -26,11 +31,6 @@ from helpers import (
     expect,
     update_for,
 )
-
-import braid
-from braid import errors
-from braid.core.wire import schema
-from braid.model import Key, Update
 
 T = TypeVar("T")
 

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import SECRET, Servers
 
 import braid
 from braid.cli.main import main as braid_main
+from tests.cluster.helpers import SECRET, Servers
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 

@@ -31,6 +31,12 @@ from pathlib import Path
 
 import atheris
 
+# Run as a script, this directory heads sys.path: the repository root goes there too, so the
+# shared test helpers import as they do under pytest.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support.wire import complete_handshake
+
 with atheris.instrument_imports():
     from braid import errors
     from braid.core.wire import schema
@@ -65,13 +71,7 @@ def new_connection(role: Role) -> Connection:
 
 
 def ready_pair() -> tuple[Connection, Connection]:
-    client, server = new_connection(Role.CLIENT), new_connection(Role.SERVER)
-    client.initiate()
-    for _ in range(2):
-        server.receive_data(client.data_to_send())
-        client.receive_data(server.data_to_send())
-    assert client.state is State.READY and server.state is State.READY
-    return client, server
+    return complete_handshake(new_connection(Role.CLIENT), new_connection(Role.SERVER))
 
 
 def chunks(data: bytes, size: int) -> list[bytes]:

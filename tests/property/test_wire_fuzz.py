@@ -44,6 +44,7 @@ from braid.core.wire.connection import (
 )
 from braid.core.wire.frames import FRAME_HEADER, FrameDecoder, FrameType
 from braid.model import ComputeMethod, Key, Update
+from tests.support.wire import complete_handshake
 
 SECRET = b"fuzzing secret"
 CLUSTER = "fuzz"
@@ -71,15 +72,7 @@ def new_connection(role: Role, push_window_bytes: int = 4096) -> Connection:
 
 
 def ready_pair() -> tuple[Connection, Connection]:
-    client, server = new_connection(Role.CLIENT), new_connection(Role.SERVER)
-    client.initiate()
-    server.receive_data(client.data_to_send())
-    client.receive_data(server.data_to_send())
-    server.receive_data(client.data_to_send())
-    client.receive_data(server.data_to_send())
-    assert client.state is State.READY
-    assert server.state is State.READY
-    return client, server
+    return complete_handshake(new_connection(Role.CLIENT), new_connection(Role.SERVER))
 
 
 # -- strategies ----------------------------------------------------------------------------------

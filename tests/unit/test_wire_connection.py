@@ -6,8 +6,6 @@ cancel, push flow control, GoAway, ping, and byte-at-a-time delivery of a whole 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +42,7 @@ from braid.core.wire.frames import (
     encode_frame,
 )
 from braid.model import Key, Update
+from tests.support.wire import handshake_frame, handshake_proof, request_frame
 
 SECRET = b"the cluster secret"
 CLUSTER = "test-cluster"
@@ -161,28 +160,15 @@ def raw(kind: FrameType, stream: int, value: object, flags: int = 0) -> bytes:
     return encode_frame(kind, stream, payload, flags)
 
 
-def handshake_frame(message: schema.HandshakeMessage, stream: int = 0) -> bytes:
-    return encode_frame(FrameType.HANDSHAKE, stream, schema.encode(message))
-
-
 def received(stream: int, message: schema.Request) -> RequestReceived:
     """The event for `message` arriving on `stream`, encoded as our own encoder does."""
     return RequestReceived(stream, message, schema.encode(message))
-
-
-def request_frame(stream: int, message: schema.Request) -> bytes:
-    return encode_frame(FrameType.REQUEST, stream, schema.encode(message))
 
 
 def with_payload(data: bytes, payload: bytes) -> bytes:
     """The single frame in `data`, re-encoded with another payload (a tampering peer)."""
     [(frame, _)] = frames_in(data)
     return encode_frame(frame.type, frame.stream, payload, frame.flags)
-
-
-def proof(secret: bytes, label: bytes, first: bytes, second: bytes) -> bytes:
-    """The handshake proof exactly as the connection docstring documents it."""
-    return hmac.new(secret, label + first + second + CLUSTER.encode(), hashlib.sha256).digest()
 
 
 def hello(**overrides: Any) -> schema.Hello:
@@ -225,8 +211,12 @@ def test_full_handshake() -> None:
         1, 1, CLUSTER, "the-client", CLIENT_NONCE, limits.push_window_bytes
     )
     assert isinstance(welcome, schema.Welcome)
-    assert welcome.proof == proof(SECRET, b"braid-server", CLIENT_NONCE, SERVER_NONCE)
-    assert auth == schema.Auth(proof(SECRET, b"braid-client", SERVER_NONCE, CLIENT_NONCE))
+    assert welcome.proof == handshake_proof(
+        SECRET, b"braid-server", CLIENT_NONCE, SERVER_NONCE, CLUSTER
+    )
+    assert auth == schema.Auth(
+        handshake_proof(SECRET, b"braid-client", SERVER_NONCE, CLIENT_NONCE, CLUSTER)
+    )
     assert ready == schema.Ready(7, limits.frame_bytes_max)
     assert SECRET not in pair.to_server + pair.to_client
     assert pair.client.peer_streams_max == 7
@@ -272,7 +262,9 @@ def test_wrong_secret_detected_by_the_server() -> None:
     assert pair.server.receive_data(pair.client.data_to_send()) == []
     [(_, welcome)] = sent(pair.server)
     assert isinstance(welcome, schema.Welcome)
-    forged_proof = proof(client_secret, b"braid-server", CLIENT_NONCE, welcome.nonce)
+    forged_proof = handshake_proof(
+        client_secret, b"braid-server", CLIENT_NONCE, welcome.nonce, CLUSTER
+    )
     forged = schema.Welcome(
         welcome.version, welcome.cluster, welcome.name, welcome.nonce, forged_proof
     )
@@ -333,7 +325,7 @@ def test_welcome_with_a_version_the_client_does_not_speak() -> None:
     client = new_client()
     client.initiate()
     client.data_to_send()
-    welcome_proof = proof(SECRET, b"braid-server", CLIENT_NONCE, SERVER_NONCE)
+    welcome_proof = handshake_proof(SECRET, b"braid-server", CLIENT_NONCE, SERVER_NONCE, CLUSTER)
     welcome = schema.Welcome(2, CLUSTER, "server", SERVER_NONCE, welcome_proof)
     assert_failed(client, client.receive_data(handshake_frame(welcome)), 4003)
 
