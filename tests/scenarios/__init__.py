@@ -1,0 +1,1 @@
+"""Data-driven scenario tests: ``<name>/*.txt`` files run by ``<name>/interpreter.py``."""

@@ -1,0 +1,1 @@
+"""The self-test interpreter: a toy key-value map that exercises the scenario runner."""
