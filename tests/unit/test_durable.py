@@ -133,14 +133,14 @@ async def test_concurrent_writers_share_fsyncs(tmp_path: Path) -> None:
     keys = [braid.Key("space-one", f"w{index}") for index in range(32)]
     for key in keys:
         await engine.initialize(key, braid.Update(1, 1, redo="{}"))
-    batches_before = engine._wal._open_batch
+    batches_before = engine._wal._batcher.next_batch
 
     async def writer(key: braid.Key) -> None:
         for seq in range(2, 22):
             await engine.patch(key, [delta(seq)])
 
     await asyncio.gather(*(writer(key) for key in keys))
-    batches = engine._wal._open_batch - batches_before
+    batches = engine._wal._batcher.next_batch - batches_before
     assert batches < 32 * 20
     await engine.close()
     reopened = await DurableEngine.open(tmp_path)

@@ -19,7 +19,6 @@ retrying could report success for data that is gone).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import errno
 import logging
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from braid import limits
+from braid.core.wal.batcher import SEAL_BYTES, SEGMENT_ROOM_MIN, Batch, Batcher, Layout
 from braid.core.wal.record import (
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
@@ -41,8 +41,6 @@ from braid.core.wal.record import (
     SegmentHeader,
     SegmentHeaderError,
     decode_segment_header,
-    encode_record,
-    encode_seal,
     encode_segment_header,
     find_later_batch,
     scan_segment,
@@ -50,9 +48,7 @@ from braid.core.wal.record import (
 )
 from braid.errors import (
     DISK_FULL,
-    RECORD_TOO_LARGE,
     STORE_ACCESS,
-    STORE_CLOSED,
     WAL_CORRUPT,
     WAL_FAILED,
     BraidError,
@@ -367,12 +363,6 @@ def create_first_segment(directory: Path, segment_bytes: int) -> None:
 
 _SPARE_BYTES_MIN = 2 * 4096  # no segment is smaller (the writer needs room in one)
 
-# The seal record written at the end of a segment the log moves on from (header + index).
-_SEAL_BYTES = RECORD_HEADER_SIZE + 8
-# A reopened segment is written on only if at least this much room is left in it.
-_SEGMENT_ROOM_MIN = 4096
-assert _SEGMENT_ROOM_MIN > _SEAL_BYTES + RECORD_HEADER_SIZE
-
 
 class _NothingWritten(Exception):
     """The disk was full before any byte of a batch was written: the batch can be given back
@@ -384,6 +374,29 @@ class _NothingWritten(Exception):
         self.dropped: list[asyncio.Future[None]] = []
 
 
+class _Fatal(Exception):
+    """A write or sync failed otherwise: the log is closed for writing; `waiters` (the open
+    batch's and every barrier) fail with the batch's own."""
+
+    def __init__(self, cause: BaseException, waiters: list[asyncio.Future[None]]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.waiters = waiters
+
+
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
+def _fail_all(futures: list[asyncio.Future[None]], failure: BraidError) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(failure)
+            future.exception()  # retrieved here: an abandoned waiter must not log it
+
+
 @dataclass
 class _Segment:
     index: int
@@ -391,26 +404,15 @@ class _Segment:
     first_lsn: int
 
 
-@dataclass
-class _Batch:
-    """A sealed batch: its bytes (records + commit marker) and one future per record."""
-
-    number: int
-    first_lsn: int
-    marker_lsn: int
-    data: bytes
-    waiters: list[asyncio.Future[None]]
-
-
 class WalWriter:
-    """Appends records to the log with group commit.
+    """Appends records to the log with group commit: the driver of the pure `Batcher`.
 
     `append`, `sync`, `wait_for_room` and `close` are for the event loop's thread. The
     writes and fsyncs happen in the writer thread (`braid-wal`), which takes whatever the
     open batch holds whenever the disk is free: it goes from one fsync straight to the
     next without waiting for the event loop, so a busy loop delays acknowledgements but
-    never leaves the disk idle. State shared with the writer thread (the open batch, the
-    lsn and batch counters, `_writing`, `_failure`) is guarded by `_lock`.
+    never leaves the disk idle. The batcher, shared with the writer thread, is guarded by
+    `_lock`; the active segment's file descriptor belongs to whoever is writing a batch.
     """
 
     def __init__(
@@ -432,43 +434,31 @@ class WalWriter:
             if state.header is not None
         ]
         last_record = analysis.records[-1] if analysis.records else None
-        self._next_lsn = max(next_lsn, last_record.lsn + 1 if last_record else 1)
+        first_lsn = max(next_lsn, last_record.lsn + 1 if last_record else 1)
         last_batch = max((state.last_batch for state in analysis.segments), default=0)
-        self._open_batch = last_batch + 1
-        self.durable_lsn = self._next_lsn - 1
         self._fd = -1
-        self._offset = 0
-        self._active_bytes = segment_bytes  # the size of the segment being written
         # An unsealed last segment too full to write on is sealed at the next rotation.
-        self._unsealed: tuple[Path, int] | None = None
+        self._unsealed: tuple[int, int] | None = None
         last = analysis.segments[-1] if analysis.segments else None
+        layout = Layout(None, 0, 0, last.index if last is not None else 0)
         if last is not None and last.header is not None and not last.sealed:
             size = last.header.segment_bytes or segment_bytes
-            if last.end + _SEGMENT_ROOM_MIN < size:
+            if last.end + SEGMENT_ROOM_MIN < size:
                 self._fd = os.open(last.path, _SEGMENT_FLAGS)
-                self._offset = last.end
-                self._active_bytes = size
-            elif last.end + _SEAL_BYTES <= size:
-                self._unsealed = (last.path, last.end)
-        # Guarded by _lock (shared with the writer thread):
+                layout = Layout(last.index, last.end, size, last.index)
+            elif last.end + SEAL_BYTES <= size:
+                self._unsealed = (last.index, last.end)
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
-        self._buffer = bytearray()  # the open batch
-        self._buffer_first_lsn = 0
-        self._waiters: list[asyncio.Future[None]] = []  # one per record of the open batch
-        self._writing = False  # a batch is being written (by the thread, or inline)
+        # Guarded by _lock (shared with the writer thread):
+        self._batcher: Batcher[asyncio.Future[None]] = Batcher(first_lsn, last_batch + 1, layout)
         self._idle = False  # the writer thread is waiting for work
-        self._closing = False
-        self._failure: BaseException | None = None
-        # A batch that could not be written for want of space was given back (nothing of
-        # it reached the disk); appends fail until the event loop's thread has run
-        # `on_rollback` for it, so that nothing is checked against state being reverted.
-        self._rolling_back = False
+        # Called on the event loop's thread when a batch the full disk refused was given
+        # back, with its first lsn: the engine reverts what it applied from there on.
         self.on_rollback: Callable[[int], None] = lambda first_lsn: None
         # Event-loop thread only:
         self._loop = asyncio.get_running_loop()
         self._kick_scheduled = False
-        self._barriers: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self._drained = asyncio.Event()
         self._stopped: asyncio.Future[None] = self._loop.create_future()
         self._housekeeping = ThreadPoolExecutor(1, thread_name_prefix="braid-wal-release")
@@ -483,26 +473,29 @@ class WalWriter:
 
     @property
     def next_lsn(self) -> int:
-        return self._next_lsn
+        return self._batcher.next_lsn
+
+    @property
+    def durable_lsn(self) -> int:
+        return self._batcher.durable_lsn
 
     @property
     def failed(self) -> bool:
-        return self._failure is not None
+        return self._batcher.failure is not None
 
     @property
     def full(self) -> bool:
         """Whether the open batch is at its bound; writers then `await wait_for_room()`."""
-        return len(self._buffer) >= limits.wal_batch_bytes_max
+        return self._batcher.full
 
     def check_writable(self) -> None:
-        if self._failure is not None:
-            raise BraidError(WAL_FAILED, f"the write-ahead log failed: {self._failure}")
-        if self._rolling_back:
-            raise BraidError(DISK_FULL, "the log is giving back a batch the full disk refused")
+        batcher = self._batcher
+        if batcher.failure is not None or batcher.rolling_back:
+            batcher.check()
 
     async def wait_for_room(self) -> None:
         """Wait while the open batch is full (bounded memory under overload)."""
-        while self.full and self._failure is None:
+        while self.full and not self.failed:
             self._drained.clear()
             await self._drained.wait()
         self.check_writable()
@@ -513,23 +506,9 @@ class WalWriter:
         Each record has its own future so that cancelling one waiter cannot disturb the
         others that share its fsync.
         """
-        if len(payload) > limits.wal_record_payload_bytes_max:
-            raise BraidError(
-                RECORD_TOO_LARGE,
-                f"record of {len(payload)} bytes; the limit is "
-                f"{limits.wal_record_payload_bytes_max}",
-            )
         future = self._loop.create_future()
         with self._lock:
-            self.check_writable()
-            if self._closing:
-                raise BraidError(STORE_CLOSED, "the write-ahead log is closing")
-            lsn = self._next_lsn
-            self._next_lsn = lsn + 1
-            if not self._buffer:
-                self._buffer_first_lsn = lsn
-            self._buffer += encode_record(lsn, self._open_batch, kind, payload)
-            self._waiters.append(future)
+            lsn = self._batcher.append(kind, payload, future)
         self.records_appended += 1
         if not self._kick_scheduled:
             # At the end of this loop iteration, so the records appended in it share a batch.
@@ -541,30 +520,13 @@ class WalWriter:
         """Wait until every record appended so far is durable (or the log failed). While a
         batch refused for want of space is being given back, wait until it has been (the
         engine reverts what it applied first), so nothing refused is read in between."""
-        if self._failure is not None:
-            raise BraidError(WAL_FAILED, f"the write-ahead log failed: {self._failure}")
-        with self._lock:
-            target = self._next_lsn - 1
-            if target <= self.durable_lsn and not self._rolling_back:
-                return
         future = self._loop.create_future()
-        self._barriers.append((target, future))
+        with self._lock:
+            if self._batcher.barrier(future):
+                return
         await future
 
     # -- handing batches to the disk -------------------------------------------------------
-
-    def _seal(self) -> _Batch:
-        """Close the open batch with its commit marker (caller holds `_lock`)."""
-        marker_lsn = self._next_lsn
-        self._next_lsn += 1
-        number = self._open_batch
-        self._open_batch += 1
-        data = bytes(self._buffer) + encode_record(marker_lsn, number, RecordType.COMMIT, b"")
-        batch = _Batch(number, self._buffer_first_lsn, marker_lsn, data, self._waiters)
-        self._buffer = bytearray()
-        self._waiters = []
-        self._writing = True
-        return batch
 
     def _kick(self) -> None:
         """Start the open batch: wake the writer thread, or write a lone small record here.
@@ -577,124 +539,85 @@ class WalWriter:
         """
         self._kick_scheduled = False
         with self._lock:
-            if self._writing or not self._buffer or self._failure is not None:
+            batcher = self._batcher
+            if not batcher.ready or batcher.failure is not None:
                 return  # the writer picks the open batch up when its current one is done
             inline = (
                 self._idle
-                and not self._closing  # the writer thread, woken by close, must do it
-                and len(self._waiters) == 1
-                and len(self._buffer) <= limits.wal_inline_sync_bytes_max
-                and self._fd >= 0
+                and not batcher.closing  # the writer thread, woken by close, must do it
+                and batcher.open_records == 1
+                and batcher.open_bytes <= limits.wal_inline_sync_bytes_max
                 # the batch and its commit marker (a bare record header) fit the segment
-                and self._fits(len(self._buffer) + RECORD_HEADER_SIZE)
+                and batcher.fits(batcher.open_bytes + RECORD_HEADER_SIZE)
             )
             if not inline:
                 self._wakeup.notify()
                 return
-            batch = self._seal()
+            batch = batcher.take()
         seconds, error = self._write_sealed(batch)
         if isinstance(error, _NothingWritten):
             self._rolled_back(batch.first_lsn, error.dropped, error.cause)
-            return
-        if error is not None:
+        elif error is not None:
             self._fail(error, batch.waiters)
-            return
-        with self._lock:
-            self._writing = False
-        self._complete(batch.marker_lsn, batch.waiters, seconds)
+        else:
+            self._complete(batch, seconds)
 
-    def _fits(self, size: int) -> bool:
-        """Whether `size` more bytes fit the active segment, keeping room for its seal."""
-        return self._offset + size + _SEAL_BYTES <= self._active_bytes
-
-    def _write_sealed(self, batch: _Batch) -> tuple[float, BaseException | None]:
-        """Write a sealed batch (either thread); seconds taken, or the error. A failure is
-        recorded at once (no more appends) and ends `_writing`; on success the caller ends
-        it, the writer thread only after posting the completion."""
+    def _write_sealed(
+        self, batch: Batch[asyncio.Future[None]]
+    ) -> tuple[float, BaseException | None]:
+        """Write a taken batch (either thread): seconds taken, or the error, which is
+        recorded in the batcher at once (no more appends, or the batch given back)."""
         started = time.perf_counter()
         try:
             self._write_batch(batch)
         except _NothingWritten as refused:
             with self._lock:  # give the batch back, and every record appended after it
-                self._writing = False
-                self._rolling_back = True
-                refused.dropped = [*batch.waiters, *self._waiters]
-                self._waiters = []
-                self._buffer = bytearray()
-                self._next_lsn = batch.first_lsn
-                self._open_batch = batch.number
+                refused.dropped = self._batcher.refused(batch)
             return 0.0, refused
         except BaseException as error:  # any other failure is fatal for the log
             with self._lock:
-                self._writing = False
-                self._failure = error
-            return 0.0, error
+                refused_waiters = self._batcher.failed(str(error))
+            return 0.0, _Fatal(error, refused_waiters)
+        with self._lock:
+            self._batcher.written(batch)
         return time.perf_counter() - started, None
 
     def _rolled_back(
         self, first_lsn: int, dropped: list[asyncio.Future[None]], cause: OSError
     ) -> None:
         """A batch the full disk refused was given back (event-loop thread): the engine
-        reverts what it applied from lsn `first_lsn` on, then its writers get DISK_FULL.
-        Barriers are met: everything still appended is durable."""
+        reverts what it applied from lsn `first_lsn` on, then its writers get DISK_FULL and
+        every barrier is met (all that is left in the log is durable)."""
         self.disk_full_total += 1
         try:
             self.on_rollback(first_lsn)
         finally:
             with self._lock:
-                self._rolling_back = False
+                released = self._batcher.reverted()
         failure = BraidError(
             DISK_FULL,
             f"the disk is full: the write-ahead log in {self._directory} could not take the "
             f"write ({cause.strerror}); nothing of it was logged",
         )
-        for future in dropped:
-            if not future.done():
-                future.set_exception(failure)
-                future.exception()  # retrieved here: an abandoned waiter must not log it
-        # Every batch before the refused one has been completed (they were written, and
-        # completed, in order), so all that is left in the log is durable: every barrier is
-        # met, including those that waited for the records just given back.
-        assert self.durable_lsn == first_lsn - 1, (self.durable_lsn, first_lsn)
-        barriers, self._barriers = self._barriers, collections.deque()
-        for _, future in barriers:
-            if not future.done():
-                future.set_result(None)
+        _fail_all(dropped, failure)
+        _resolve_all(released)
         self._drained.set()
 
-    def _complete(
-        self, marker_lsn: int, waiters: list[asyncio.Future[None]], seconds: float
-    ) -> None:
-        """A batch is durable (event-loop thread). Batches finish in order on disk, but an
-        inline batch may be completed here before the thread's previous one is delivered,
-        so the durable lsn only moves forward."""
-        if waiters:
-            self.sync_seconds_total += seconds
-            self.batches_synced += 1
-        if marker_lsn > self.durable_lsn:
-            self.durable_lsn = marker_lsn
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
-        barriers = self._barriers
-        while barriers and barriers[0][0] <= self.durable_lsn:
-            future = barriers.popleft()[1]
-            if not future.done():
-                future.set_result(None)
+    def _complete(self, batch: Batch[asyncio.Future[None]], seconds: float) -> None:
+        """A batch is durable (event-loop thread): release its writers and met barriers."""
+        self.sync_seconds_total += seconds
+        self.batches_synced += 1
+        with self._lock:
+            released = self._batcher.completed(batch)
+        _resolve_all(released)
         self._drained.set()
 
     def _fail(self, error: BaseException, batch_waiters: list[asyncio.Future[None]]) -> None:
         """The log failed (event-loop thread): every waiter gets WAL_FAILED."""
-        with self._lock:
-            waiting, self._waiters = self._waiters, []
-            self._buffer = bytearray()
-        failure = BraidError(WAL_FAILED, f"write or fsync of the log failed: {error}")
-        barriers = [future for _, future in self._barriers]
-        self._barriers.clear()
-        for future in (*batch_waiters, *waiting, *barriers):
-            if not future.done():
-                future.set_exception(failure)
-                future.exception()  # retrieved here: an abandoned waiter must not log it
+        cause = error.cause if isinstance(error, _Fatal) else error
+        waiting = error.waiters if isinstance(error, _Fatal) else []
+        failure = BraidError(WAL_FAILED, f"write or fsync of the log failed: {cause}")
+        _fail_all([*batch_waiters, *waiting], failure)
         self._drained.set()
 
     # -- the writer thread -----------------------------------------------------------------
@@ -704,16 +627,15 @@ class WalWriter:
         try:
             while True:
                 with self._lock:
-                    while (not self._buffer or self._writing) and not (
-                        self._closing and not self._writing
-                    ):
+                    batcher = self._batcher
+                    while not batcher.ready and not (batcher.closing and not batcher.writing):
                         self._idle = True
                         self._wakeup.wait()
                     self._idle = False
-                    if not self._buffer:  # closing, and everything is written
+                    if not batcher.ready:  # closing, and everything is written
                         post(self._stopped_ok)
                         return
-                    batch = self._seal()
+                    batch = batcher.take()
                 seconds, error = self._write_sealed(batch)
                 if isinstance(error, _NothingWritten):
                     post(self._rolled_back, batch.first_lsn, error.dropped, error.cause)
@@ -722,10 +644,7 @@ class WalWriter:
                     post(self._fail, error, batch.waiters)
                     post(self._stopped_ok)
                     return
-                with self._lock:
-                    # Posted before `_writing` drops, so completions arrive in batch order.
-                    post(self._complete, batch.marker_lsn, batch.waiters, seconds)
-                    self._writing = False
+                post(self._complete, batch, seconds)
         except RuntimeError:  # the event loop is closed: nobody is waiting any more
             return
 
@@ -733,27 +652,29 @@ class WalWriter:
         if not self._stopped.done():
             self._stopped.set_result(None)
 
-    def _write_batch(self, batch: _Batch) -> None:
-        """Write a sealed batch. Raises _NothingWritten when the disk is full before any of
-        its bytes were written (the batch can be given back); anything else is fatal."""
-        data = batch.data
-        if self._fd < 0 or not self._fits(len(data)):
-            self._rotate(batch.first_lsn, batch.number, len(data))
-        view = memoryview(data)
-        offset = self._offset
+    def _write_batch(self, batch: Batch[asyncio.Future[None]]) -> None:
+        """Write a taken batch where the batcher places it. Raises _NothingWritten when the
+        disk is full before any of its bytes were written (the batch can be given back);
+        anything else is fatal."""
+        offset = self._batcher.placement(batch)
+        if offset is None:
+            self._rotate(batch)
+            offset = self._batcher.layout.offset
+        start = offset
+        view = memoryview(batch.data)
         while view:
             try:
                 written = os.pwrite(self._fd, view, offset)  # durable when it returns (O_DSYNC)
             except OSError as error:
-                if offset == self._offset and is_disk_full(error):
+                if offset == start and is_disk_full(error):
                     raise _NothingWritten(error) from error
                 raise
             view = view[written:]
             offset += written
-        self._offset = offset
 
-    def _rotate(self, first_lsn: int, batch: int, batch_bytes: int) -> None:
-        """Move to a new segment: the spare, named and headed, then the old one's seal.
+    def _rotate(self, batch: Batch[asyncio.Future[None]]) -> None:
+        """Move to a new segment as the batcher says: the spare, headed and named, then the
+        old segment's seal.
 
         The new segment exists (its header durable, the directory synced) before the old
         one is sealed, so a crash between the two leaves a log that reads the same. A batch
@@ -762,44 +683,34 @@ class WalWriter:
         if self._spare_thread is not None:
             self._spare_thread.join()
         spare = self._directory / _SPARE_NAME
-        if not spare.exists():
-            try:
-                self._prepare_spare()
-            except OSError as error:
-                if is_disk_full(error):
-                    raise _NothingWritten(error) from error
-                raise
-        with self._segments_lock:
-            index = self._segments[-1].index + 1 if self._segments else 1
-        needed = SEGMENT_HEADER_SIZE + batch_bytes + _SEAL_BYTES
         try:
-            _grow_zeroed(spare, needed)
+            if not spare.exists():
+                self._prepare_spare()
+            _grow_zeroed(spare, Batcher.segment_bytes_needed(batch))
         except OSError as error:
             if is_disk_full(error):
                 raise _NothingWritten(error) from error
             raise
         fd = os.open(spare, _SEGMENT_FLAGS)
-        size = os.fstat(fd).st_size
-        header = encode_segment_header(SegmentHeader(index, first_lsn, batch, size))
-        os.pwrite(fd, header, 0)  # durable when it returns (O_DSYNC)
-        path = segment_path(self._directory, index)
+        rotation = self._batcher.rotation(batch, os.fstat(fd).st_size, self._unsealed)
+        os.pwrite(fd, rotation.header, 0)  # durable when it returns (O_DSYNC)
+        path = segment_path(self._directory, rotation.index)
         os.rename(spare, path)
         fsync_directory(self._directory)
-        seal = encode_seal(index, first_lsn, batch)
         if self._fd >= 0:
-            os.pwrite(self._fd, seal, self._offset)  # durable when it returns (O_DSYNC)
+            os.pwrite(self._fd, rotation.seal, rotation.seal_offset)  # durable (O_DSYNC)
             os.close(self._fd)
-        elif self._unsealed is not None:
-            previous, end = self._unsealed
+        elif rotation.sealed_index is not None:
+            previous = segment_path(self._directory, rotation.sealed_index)
             with open(previous, "r+b") as handle:
-                os.pwrite(handle.fileno(), seal, end)
+                os.pwrite(handle.fileno(), rotation.seal, rotation.seal_offset)
                 os.fdatasync(handle.fileno())
         self._unsealed = None
         self._fd = fd
-        self._offset = SEGMENT_HEADER_SIZE
-        self._active_bytes = size
+        with self._lock:
+            self._batcher.rotated(rotation)
         with self._segments_lock:
-            self._segments.append(_Segment(index, path, first_lsn))
+            self._segments.append(_Segment(rotation.index, path, batch.first_lsn))
         self._start_spare()
 
     def _start_spare(self) -> None:
@@ -866,9 +777,9 @@ class WalWriter:
 
     async def close(self) -> None:
         """Write what is pending, then stop. Safe to call twice."""
-        if not self._closing:
+        if not self._batcher.closing:
             with self._lock:
-                self._closing = True
+                self._batcher.closing = True
                 self._wakeup.notify()
             await asyncio.shield(self._stopped)
             self._thread.join()
