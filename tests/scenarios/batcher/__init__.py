@@ -1,0 +1,1 @@
+"""Scenarios for the pure group-commit batcher (`braid.core.wal.batcher`)."""
