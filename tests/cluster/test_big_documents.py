@@ -145,7 +145,7 @@ async def test_the_node_enforces_the_bounds_without_the_clients_checks(
     try:
         await peer.ready()
         deep = '{"a":' * (DEPTH + 1) + "1" + "}" * (DEPTH + 1)
-        requests = [
+        requests: list[schema.Request] = [
             schema.Patch(key, [Update(2, 2, redo=deep)]),
             schema.Patch(key, [update_of_size(2, SIZE, "b")]),
             schema.Get(key),

@@ -103,7 +103,7 @@ scalars = (
 def nested_to(draw: st.DrawFn, depth: int) -> Json:
     """A JSON value nested exactly `depth` levels (0: a scalar): a random chain of objects
     and arrays, each with random scalar siblings."""
-    value = draw(scalars)
+    value: Json = draw(scalars)
     for _ in range(depth):
         siblings = draw(st.lists(scalars, max_size=2))
         if draw(st.booleans()):
@@ -134,7 +134,7 @@ def sized_logs(draw: st.DrawFn, size: int) -> Log:
     redos: list[dict[str, Json]] = []
     for index in range(count):
         share = size // (count + 1)
-        redo = draw(st.dictionaries(names, scalars, max_size=3))
+        redo: dict[str, Json] = draw(st.dictionaries(names, scalars, max_size=3))
         redo[f"f{index}"] = [1e15] * draw(st.integers(0, 50))
         redo[f"t{index}"] = filler * (share // 2)
         redos.append(redo)

@@ -12,7 +12,6 @@ import json
 import time
 
 import pytest
-from test_metrics import scrape
 
 from braid import errors, limits
 from braid.core.wire import schema
@@ -20,6 +19,7 @@ from braid.core.wire.frames import FRAME_HEADER, FrameType
 from braid.model import Key
 from tests.cluster.helpers import (
     RawPeer,
+    Received,
     ServerProcess,
     Servers,
     connect,
@@ -27,6 +27,7 @@ from tests.cluster.helpers import (
     free_port,
     update_for,
 )
+from tests.cluster.test_metrics import scrape
 
 SPACE = "buffer-space"
 KEYS = [Key(SPACE, f"disk_doc-{index}") for index in range(4)]
@@ -149,9 +150,11 @@ async def steady(peer: RawPeer, key: Key) -> int:
         assert await peer.send(frame[: len(frame) // 2])
         await asyncio.sleep(0.1)
         assert await peer.send(frame[len(frame) // 2 :])
-        assert await peer.read_until(
-            lambda received, stream=stream: stream in received.answers, 5.0
-        )
+
+        def has_answer(received: Received, stream: int = stream) -> bool:
+            return stream in received.answers
+
+        assert await peer.read_until(has_answer, 5.0)
         answer = peer.received.answers[stream]
         assert isinstance(answer, schema.Change) and answer.seq == SEQ, answer
         answered += 1

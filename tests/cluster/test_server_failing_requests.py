@@ -22,7 +22,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_metrics import scrape
 
 import braid
 from braid import errors, limits
@@ -31,6 +30,7 @@ from braid.model import Key, Update
 from tests.cluster.helpers import (
     SEED,
     RawPeer,
+    Received,
     ServerProcess,
     Servers,
     connect,
@@ -38,6 +38,7 @@ from tests.cluster.helpers import (
     free_port,
     update_for,
 )
+from tests.cluster.test_metrics import scrape
 
 SPACE = "failing-space"
 # Written before the damage: each reads back exactly, or its read fails with a code naming
@@ -142,10 +143,11 @@ async def flood(peer: RawPeer, request: schema.Request, count: int) -> Counter[i
             streams.append(stream)
             data += frame
         assert await peer.send(bytes(data), BATCH_SECONDS), "the node stopped reading"
-        answered = await peer.read_until(
-            lambda received, streams=streams: all(stream in received.answers for stream in streams),
-            BATCH_SECONDS,
-        )
+
+        def all_answered(received: Received, streams: list[int] = streams) -> bool:
+            return all(stream in received.answers for stream in streams)
+
+        answered = await peer.read_until(all_answered, BATCH_SECONDS)
         assert answered, f"unanswered requests; closed={peer.received.closed}"
         for stream in streams:
             answer = peer.received.answers.pop(stream)

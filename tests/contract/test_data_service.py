@@ -20,7 +20,7 @@ from braid import HEAD_PATCH, REWIND, Update
 from tests.support.json_model import canonical, merge_patch
 
 if TYPE_CHECKING:
-    from conftest import ServiceUnderTest
+    from tests.contract.conftest import ServiceUnderTest
 
 Json = Any
 

@@ -283,7 +283,7 @@ def test_ready_client_survives_any_bytes(data: bytes, points: list[int]) -> None
 # -- (c) mutations of a recorded session -------------------------------------------------------
 
 
-ClientStep = tuple[str, Any]
+ClientStep = tuple[Any, ...]  # (kind, arguments...)
 
 
 @dataclass

@@ -133,6 +133,7 @@ async def test_concurrent_writers_share_fsyncs(tmp_path: Path) -> None:
     keys = [braid.Key("space-one", f"w{index}") for index in range(32)]
     for key in keys:
         await engine.initialize(key, braid.Update(1, 1, redo="{}"))
+    assert engine._wal is not None
     batches_before = engine._wal._batcher.next_batch
 
     async def writer(key: braid.Key) -> None:

@@ -99,9 +99,9 @@ async def test_deepest_documents_stay_readable_in_the_inexact_case(
     for seq in range(2, 5):
         redo, undo = to_json(redos[seq - 1]), to_json(undos[seq - 1])
         await store.patch(key, [Update(seq, seq, redo=redo, undo=undo)])
-    documents = [{}]
-    for redo in redos:
-        documents.append(apply_patch(documents[-1], redo))
+    documents: list[Any] = [{}]
+    for patch in redos:
+        documents.append(apply_patch(documents[-1], patch))
     head = await store.get(key)
     assert json.loads(head.document) == documents[4]
     for seq in range(5):

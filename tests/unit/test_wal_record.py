@@ -107,7 +107,8 @@ def test_record_bytes_sit_at_the_documented_offsets() -> None:
     assert struct.unpack_from("<I", raw, 0)[0] == len(payload)
     assert struct.unpack_from("<Q", raw, 8)[0] == 0x0102030405060708
     assert struct.unpack_from("<Q", raw, 16)[0] == 0x1112131415161718
-    assert raw[24] == RecordType.FOLD == 3
+    assert raw[24] == RecordType.FOLD
+    assert int(RecordType.FOLD) == 3
     assert raw[25:32] == bytes(7)
     assert raw[32 : 32 + len(payload)] == payload
     assert raw[32 + len(payload) :] == bytes(padded(len(payload)) - len(payload))
@@ -199,7 +200,9 @@ def test_segment_header_shorter_than_64_bytes_or_naming_lsn_0_is_refused() -> No
 def test_encode_then_scan_round_trips_every_payload_size_and_type() -> None:
     """Payloads of 0..40 bytes of every record type scan back byte-identical, in order,
     at the offsets they were written to, with end at the last record's padded end."""
-    kinds = [kind for kind in RecordType if kind not in (RecordType.COMMIT, RecordType.SEAL)]
+    kinds: list[RecordType] = [
+        kind for kind in RecordType if kind not in (RecordType.COMMIT, RecordType.SEAL)
+    ]
     batches = [[(kinds[size % len(kinds)], bytes(range(1, size + 1)))] for size in range(0, 41)]
     data, expected = segment(batches)
     scan = scan_segment(data)
@@ -321,7 +324,7 @@ def test_every_bit_flip_in_a_record_is_damage_and_keeps_only_whole_earlier_batch
     damage no later than that record's batch, and every record it keeps is byte-identical
     to what was written and belongs to a batch before the damaged one."""
     data, expected = three_batches()
-    batch_start = {}
+    batch_start: dict[int, int] = {}
     for record in expected:
         batch_start.setdefault(record.batch, record.offset)
     for record in expected:
@@ -411,11 +414,12 @@ def test_decoded_operations_stay_out_of_the_cyclic_collector() -> None:
     update = Update(2, 2, redo='{"b":[1,2]}')
     built = PatchOp(KEY, (update,))
     decoded = decode_op(*encode_op(built))
+    assert isinstance(decoded, PatchOp)
     fold = FoldOp(KEY, Fold(3, Update(1, 5, redo="{}"), True))
     operations = (built, decoded, fold, InitOp(KEY, update), DeleteOp(KEY))
     for op in operations:
         assert not gc.is_tracked(op), op
-    pending = [(7, built), (8, decoded)]
+    pending: list[tuple[int, PatchOp]] = [(7, built), (8, decoded)]
     gc.collect()
     for entry in pending:
         assert not gc.is_tracked(entry)

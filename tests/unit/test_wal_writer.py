@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from braid.core.wal.batcher import Batch
 from braid.core.wal.record import RecordType
 from braid.errors import BraidError
-from braid.storage import wal
 from braid.storage.wal import WalWriter, analyze_log
 
 SEGMENT_BYTES = 1 << 20
@@ -38,7 +38,7 @@ class BatchLog:
         original = WalWriter._write_batch
         log = self
 
-        def recording(writer: WalWriter, batch: wal._Batch) -> None:
+        def recording(writer: WalWriter, batch: Batch[asyncio.Future[None]]) -> None:
             log.batches.append(
                 (threading.current_thread().name, len(batch.waiters), time.monotonic())
             )
@@ -143,7 +143,7 @@ async def test_close_right_after_a_lone_append_writes_it_and_stops(
     await asyncio.sleep(0.05)  # the writer thread is idle
     original = WalWriter._write_batch
 
-    def slow(self: WalWriter, batch: wal._Batch) -> None:
+    def slow(self: WalWriter, batch: Batch[asyncio.Future[None]]) -> None:
         time.sleep(0.1)  # lets the woken writer thread look while this write is in progress
         original(self, batch)
 

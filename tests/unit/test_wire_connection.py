@@ -429,7 +429,7 @@ def test_requests_multiplexed_and_answered_out_of_order() -> None:
     """Three requests on streams 1, 3, 5 are all in flight at once; the server answers them
     5, 1, 3 and each response reaches the client on its own stream."""
     pair = ready_pair()
-    requests = [schema.Get(KEY_A), schema.Get(KEY_B), schema.Inventory()]
+    requests: list[schema.Request] = [schema.Get(KEY_A), schema.Get(KEY_B), schema.Inventory()]
     streams = [pair.client.send_request(message) for message in requests]
     assert streams == [1, 3, 5]
     assert pair.client.in_flight == 3
@@ -437,7 +437,7 @@ def test_requests_multiplexed_and_answered_out_of_order() -> None:
     assert server_events == [
         received(stream, message) for stream, message in zip(streams, requests, strict=True)
     ]
-    answers = {
+    answers: dict[int, schema.Response] = {
         5: schema.InventoryList([schema.InventoryItem(KEY_A, 2, 2, 10)]),
         1: schema.Change('{"a":1}', 4, 4),
         3: schema.Failure(errors.DOCUMENT_NOT_FOUND.code, "no b"),
@@ -830,7 +830,7 @@ def run_session(deliver: Deliver) -> Pair:
     pair = make_pair(client=new_client(push_window_bytes=2048), deliver=deliver)
     pair.client.initiate()
     pair.shuttle()
-    update = schema.Patch(KEY_A, [schema.Update(1, 1, redo='{"a":1}')])
+    update = schema.Patch(KEY_A, [Update(1, 1, redo='{"a":1}')])
     first = pair.client.send_request(GET_A)
     second = pair.client.send_request(update)
     third = pair.client.send_request(schema.Locate(KEY_B))
