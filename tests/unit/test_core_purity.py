@@ -31,7 +31,7 @@ def imported_modules(path: Path, package: str = "") -> set[str]:
     `package`). `from braid import limits` counts as importing `braid.limits`, the module
     used, not the package's `__init__` (which the import runs, but core does not use)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

@@ -1,0 +1,70 @@
+"""The ports: the small interfaces through which braid's pure core meets the world.
+
+Each port has a real adapter (in `braid.runtime`) and a simulated one (in `braid.sim`), and
+one contract suite (`tests/contract/`) runs against both, so the simulator proves the same
+behaviour the real node relies on (DESIGN §4). The applied state has a port of its own once
+its rules are pure; the transport and the archive come with replication and the cold tier.
+
+Paths are strings relative to the port's root directory, with "/" between parts.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Disk(Protocol):
+    """Files as a write-ahead log needs them, with durability explicit.
+
+    A write is durable only once `sync` of its file returned; a file created, renamed or
+    removed is durable only once `sync_directory` of its directory returned. A crash may
+    lose anything not yet durable, and may tear the last write of a file at any byte.
+    A failed `sync` is fatal for the data it covered (it is never retried: the pages it
+    failed to write may be gone). A write to a full disk raises OSError(ENOSPC) having
+    written nothing.
+    """
+
+    def list(self, directory: str) -> list[str]:
+        """The names in `directory`, sorted."""
+        ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def size(self, path: str) -> int: ...
+
+    def read(self, path: str) -> bytes:
+        """The whole file as the system sees it now (durable or not)."""
+        ...
+
+    def create(self, path: str, size: int) -> None:
+        """A new file of `size` zero bytes (its blocks allocated), synced; its name is
+        durable after `sync_directory`. Raises FileExistsError if `path` exists."""
+        ...
+
+    def write(self, path: str, offset: int, data: bytes) -> None:
+        """Write `data` at `offset` (not durable until `sync`)."""
+        ...
+
+    def sync(self, path: str) -> None:
+        """Make every write to `path` so far durable."""
+        ...
+
+    def rename(self, source: str, target: str) -> None:
+        """Atomically give `source` the name `target` (durable after `sync_directory`)."""
+        ...
+
+    def remove(self, path: str) -> None: ...
+
+    def make_directory(self, path: str) -> None:
+        """A new, empty directory (durable after `sync_directory` of its parent)."""
+        ...
+
+    def sync_directory(self, directory: str) -> None:
+        """Make the creations, renames and removals in `directory` so far durable."""
+        ...
+
+
+class Clock(Protocol):
+    """Time as the core sees it: a monotonic count of seconds, read, never waited on."""
+
+    def now(self) -> float: ...

@@ -1,0 +1,230 @@
+"""A simulated `braid.ports.Disk`: files in memory, where a crash loses what was not durable.
+
+Each file keeps its durable bytes and, in order, the writes made since its last sync; each
+directory keeps its durable entries and, in order, the entry changes (create, rename,
+remove, make_directory) since its last sync. What the system sees now is the durable state
+with every pending change applied. `crash(rng)` keeps, for every file, a random prefix of
+its pending writes with the last one kept torn at a random byte, and for every directory a
+random prefix of its pending entry changes; everything else is lost. All choices come from
+the `random.Random` given, so a seed replays exactly.
+
+Faults, armed by the simulation: `fail_next_sync(path)` makes the next sync of a file raise
+OSError(EIO), and every later sync of it until a crash (fsyncgate: what it covered may or
+may not be on disk, and must never be reported durable); `capacity_bytes` makes a write or
+create that would allocate past it raise OSError(ENOSPC) having written nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+from dataclasses import dataclass, field
+
+_Entries = dict[str, int]  # name → inode, for one directory
+
+
+@dataclass
+class _File:
+    durable: bytearray
+    current: bytearray
+    pending: list[tuple[int, bytes]] = field(default_factory=list)
+    sync_broken: bool = False  # a sync failed: nothing pending becomes durable any more
+
+
+@dataclass
+class _Directory:
+    durable: _Entries = field(default_factory=dict)
+    current: _Entries = field(default_factory=dict)
+    pending: list[tuple[str, str, int]] = field(default_factory=list)  # (op, name, inode)
+
+
+def _split(path: str) -> tuple[str, str]:
+    parent, _, name = path.rpartition("/")
+    return parent, name
+
+
+class SimDisk:
+    """`Disk` in memory; the root directory ("") always exists."""
+
+    def __init__(self, capacity_bytes: int | None = None) -> None:
+        self.capacity_bytes = capacity_bytes
+        self._files: dict[int, _File] = {}
+        self._directories: dict[str, _Directory] = {"": _Directory()}
+        self._next_inode = 1
+        self._failing: set[str] = set()
+        self.syncs = 0  # counters, for the simulation's reports
+        self.crashes = 0
+
+    # -- the Disk port --------------------------------------------------------------------
+
+    def list(self, directory: str) -> list[str]:
+        return sorted(self._directory(directory).current)
+
+    def exists(self, path: str) -> bool:
+        parent, name = _split(path)
+        if path in self._directories:
+            return True
+        folder = self._directories.get(parent)
+        return folder is not None and name in folder.current
+
+    def size(self, path: str) -> int:
+        return len(self._file(path).current)
+
+    def read(self, path: str) -> bytes:
+        return bytes(self._file(path).current)
+
+    def create(self, path: str, size: int) -> None:
+        parent, name = _split(path)
+        folder = self._directory(parent)
+        if name in folder.current or path in self._directories:
+            raise FileExistsError(errno.EEXIST, "file exists", path)
+        self._allocate(size)
+        inode = self._new_inode()
+        self._files[inode] = _File(bytearray(size), bytearray(size))  # data synced at once
+        self._change(folder, "create", name, inode)
+
+    def make_directory(self, path: str) -> None:
+        parent, name = _split(path)
+        folder = self._directory(parent)
+        if name in folder.current or path in self._directories:
+            raise FileExistsError(errno.EEXIST, "file exists", path)
+        self._directories[path] = _Directory()
+        self._change(folder, "mkdir", name, 0)
+
+    def write(self, path: str, offset: int, data: bytes) -> None:
+        file = self._file(path)
+        self._allocate(max(0, offset + len(data) - len(file.current)))
+        _apply(file.current, offset, data)
+        file.pending.append((offset, bytes(data)))
+
+    def sync(self, path: str) -> None:
+        file = self._file(path)
+        self.syncs += 1
+        if path in self._failing:
+            self._failing.discard(path)
+            file.sync_broken = True
+            raise OSError(errno.EIO, "simulated sync failure", path)
+        if file.sync_broken:
+            raise OSError(errno.EIO, "sync after a failed sync", path)
+        for offset, data in file.pending:
+            _apply(file.durable, offset, data)
+        file.pending.clear()
+
+    def rename(self, source: str, target: str) -> None:
+        source_parent, source_name = _split(source)
+        target_parent, target_name = _split(target)
+        assert source_parent == target_parent, "renames stay within one directory"
+        folder = self._directory(source_parent)
+        inode = folder.current.get(source_name)
+        if inode is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", source)
+        self._change(folder, "remove", source_name, inode)
+        self._change(folder, "create", target_name, inode)
+
+    def remove(self, path: str) -> None:
+        parent, name = _split(path)
+        folder = self._directory(parent)
+        inode = folder.current.get(name)
+        if inode is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)
+        self._change(folder, "remove", name, inode)
+
+    def sync_directory(self, directory: str) -> None:
+        folder = self._directory(directory)
+        self.syncs += 1
+        for change in folder.pending:
+            _change_entries(folder.durable, change)
+        folder.pending.clear()
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def fail_next_sync(self, path: str) -> None:
+        self._failing.add(path)
+
+    def crash(self, rng: random.Random) -> None:
+        """Lose what was not durable: each file and directory keeps a random prefix of its
+        pending changes (a file's last kept write torn at a random byte)."""
+        self.crashes += 1
+        self._failing.clear()
+        for _, folder in sorted(self._directories.items()):
+            kept = rng.randint(0, len(folder.pending))
+            folder.current = dict(folder.durable)
+            for change in folder.pending[:kept]:
+                _change_entries(folder.current, change)
+            folder.durable = dict(folder.current)
+            folder.pending.clear()
+        for inode in sorted(self._files):
+            file = self._files[inode]
+            kept = rng.randint(0, len(file.pending))
+            for number, (offset, data) in enumerate(file.pending[:kept]):
+                if number == kept - 1:
+                    data = data[: rng.randint(0, len(data))]
+                _apply(file.durable, offset, data)
+            file.current = bytearray(file.durable)
+            file.pending.clear()
+            file.sync_broken = False
+        self._forget_unreachable()
+
+    # -- inside ---------------------------------------------------------------------------
+
+    def _directory(self, path: str) -> _Directory:
+        folder = self._directories.get(path)
+        if folder is None:
+            raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+        return folder
+
+    def _file(self, path: str) -> _File:
+        parent, name = _split(path)
+        if path in self._directories:
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        inode = self._directory(parent).current.get(name)
+        if inode is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)
+        return self._files[inode]
+
+    def _new_inode(self) -> int:
+        inode = self._next_inode
+        self._next_inode += 1
+        return inode
+
+    def _change(self, folder: _Directory, op: str, name: str, inode: int) -> None:
+        change = (op, name, inode)
+        _change_entries(folder.current, change)
+        folder.pending.append(change)
+
+    def _allocate(self, size: int) -> None:
+        if self.capacity_bytes is None or size == 0:
+            return
+        used = sum(len(file.current) for file in self._files.values())
+        if used + size > self.capacity_bytes:
+            raise OSError(errno.ENOSPC, "no space left on the simulated disk")
+
+    def _forget_unreachable(self) -> None:
+        """After a crash: directories whose creation was lost, and files no name reaches."""
+        live = {""}
+        for path in sorted(self._directories, key=len):
+            parent, name = _split(path)
+            if path and parent in live and name in self._directories[parent].current:
+                live.add(path)
+        self._directories = {path: self._directories[path] for path in live}
+        reachable = {
+            inode
+            for folder in self._directories.values()
+            for name, inode in folder.current.items()
+            if inode
+        }
+        self._files = {inode: self._files[inode] for inode in reachable}
+
+
+def _apply(target: bytearray, offset: int, data: bytes) -> None:
+    if offset > len(target):
+        target.extend(bytes(offset - len(target)))
+    target[offset : offset + len(data)] = data
+
+
+def _change_entries(entries: _Entries, change: tuple[str, str, int]) -> None:
+    op, name, inode = change
+    if op == "remove":
+        entries.pop(name, None)
+    else:  # create, mkdir (inode 0: a directory)
+        entries[name] = inode

@@ -1,0 +1,143 @@
+"""The Disk port's contract (braid.ports.Disk), run against the real adapter on real files and
+the simulated one; then what only the simulated disk does: lose, on a crash, exactly what
+was not durable (and nothing that was), fail a sync for good, and refuse a full disk
+having written nothing."""
+
+from __future__ import annotations
+
+import errno
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from braid.ports import Disk
+from braid.runtime.disk import RealDisk
+from braid.sim.disk import SimDisk
+
+
+@pytest.fixture(params=["real", "sim"])
+def disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Disk]:
+    if request.param == "real":
+        real = RealDisk(tmp_path)
+        yield real
+        real.close()
+    else:
+        yield SimDisk()
+
+
+def test_files_are_created_zeroed_written_read_and_listed(disk: Disk) -> None:
+    """create gives a zero-filled file of the size asked; writes land where they are put,
+    past the end too; list is sorted and shows directories made."""
+    disk.make_directory("wal")
+    disk.create("wal/b", 16)
+    assert disk.read("wal/b") == bytes(16)
+    disk.write("wal/b", 4, b"abcd")
+    disk.write("wal/b", 14, b"xyz")
+    assert disk.read("wal/b") == bytes(4) + b"abcd" + bytes(6) + b"xyz"
+    assert disk.size("wal/b") == 17
+    disk.create("wal/a", 0)
+    disk.sync("wal/b")
+    disk.sync_directory("wal")
+    assert disk.list("wal") == ["a", "b"]
+    assert disk.list("") == ["wal"]
+    assert disk.exists("wal/a") and disk.exists("wal") and not disk.exists("wal/c")
+
+
+def test_rename_and_remove(disk: Disk) -> None:
+    """rename moves a file's content to its new name (replacing nothing else); remove
+    forgets it; creating an existing name fails."""
+    disk.create("spare", 8)
+    disk.write("spare", 0, b"header")
+    disk.rename("spare", "seg-1")
+    assert disk.read("seg-1").startswith(b"header")
+    assert not disk.exists("spare")
+    with pytest.raises(FileExistsError):
+        disk.create("seg-1", 8)
+    disk.remove("seg-1")
+    assert disk.list("") == []
+    with pytest.raises(FileNotFoundError):
+        disk.read("seg-1")
+
+
+def test_synced_data_survives_every_crash() -> None:
+    """What was synced (data by sync, names by sync_directory) is there after any crash."""
+    for seed in range(200):
+        disk = SimDisk()
+        disk.create("log", 64)
+        disk.sync_directory("")
+        disk.write("log", 0, b"durable!")
+        disk.sync("log")
+        disk.write("log", 8, b"maybe")
+        disk.crash(random.Random(seed))
+        assert disk.read("log")[:8] == b"durable!", seed
+
+
+def test_a_crash_keeps_a_prefix_of_unsynced_writes_the_last_torn() -> None:
+    """Unsynced writes after a crash: a prefix of them in order, the last kept one cut at
+    some byte; over many seeds every outcome occurs (none, some, all, torn)."""
+    outcomes = set()
+    for seed in range(400):
+        disk = SimDisk()
+        disk.create("log", 32)
+        disk.sync_directory("")
+        disk.write("log", 0, b"aaaa")
+        disk.write("log", 4, b"bbbb")
+        disk.crash(random.Random(seed))
+        data = disk.read("log")[:8]
+        expected_prefixes = {b"aaaa"[:n] + bytes(8 - n) for n in range(5)} | {
+            b"aaaa" + b"bbbb"[:n] + bytes(4 - n) for n in range(5)
+        }
+        assert data in expected_prefixes, (seed, data)
+        outcomes.add(data)
+    assert bytes(8) in outcomes and b"aaaabbbb" in outcomes
+    assert len(outcomes) >= 6, "torn writes at several bytes"
+
+
+def test_a_crash_may_lose_names_not_synced() -> None:
+    """A file created or renamed without sync_directory may or may not be there after a
+    crash (both happen over seeds); a synced directory keeps its names."""
+    seen = set()
+    for seed in range(100):
+        disk = SimDisk()
+        disk.create("kept", 4)
+        disk.sync_directory("")
+        disk.create("spare", 4)
+        disk.crash(random.Random(seed))
+        assert disk.exists("kept")
+        seen.add(disk.exists("spare"))
+    assert seen == {True, False}
+
+
+def test_a_failed_sync_is_final() -> None:
+    """fail_next_sync: that sync raises EIO and every later sync of the file fails too, so
+    nothing it covered is ever reported durable (fsyncgate: a failed sync is not retried)."""
+    disk = SimDisk()
+    disk.create("log", 16)
+    disk.sync_directory("")
+    disk.write("log", 0, b"lost")
+    disk.fail_next_sync("log")
+    with pytest.raises(OSError) as failed:
+        disk.sync("log")
+    assert failed.value.errno == errno.EIO
+    disk.write("log", 4, b"more")
+    with pytest.raises(OSError) as again:
+        disk.sync("log")
+    assert again.value.errno == errno.EIO
+
+
+def test_a_full_disk_refuses_having_written_nothing() -> None:
+    """capacity_bytes: a create or a growing write past it raises ENOSPC and changes
+    nothing; overwriting allocated bytes still works."""
+    disk = SimDisk(capacity_bytes=100)
+    disk.create("a", 60)
+    with pytest.raises(OSError) as full:
+        disk.create("b", 60)
+    assert full.value.errno == errno.ENOSPC
+    assert not disk.exists("b")
+    with pytest.raises(OSError):
+        disk.write("a", 50, bytes(60))
+    assert disk.size("a") == 60
+    disk.write("a", 0, b"x" * 60)
+    assert disk.read("a") == b"x" * 60
