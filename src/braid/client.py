@@ -56,8 +56,8 @@ from braid.errors import BraidError, ErrorInfo
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 
 T = TypeVar("T")
-_SWEEP_SECONDS = 0.05  # how often a connection checks its requests' deadlines
-_REQUESTS_PER_WRITE = 16  # requests coalesced into one write at most (pipelining)
+_SWEEP_SECONDS = limits.client_deadline_sweep_seconds  # how often deadlines are checked
+_REQUESTS_PER_WRITE = limits.client_requests_per_write_max  # pipelining: one write for these
 _NOT_APPLIED = frozenset({errors.OVERLOADED.code, errors.UNREACHABLE.code})
 _READ_ONLY = (schema.Get, schema.Compute, schema.Inventory, schema.Locate)
 
@@ -116,11 +116,11 @@ class ClientConfig:
     secret: bytes
     cluster: str = "braid"
     name: str = "braid-client"
-    timeout_seconds: float = 5.0  # a whole call, retries included
-    connect_timeout_seconds: float = 2.0
-    retries_max: int = 6
-    backoff_seconds_min: float = 0.01
-    backoff_seconds_max: float = 0.5
+    timeout_seconds: float = limits.client_timeout_seconds  # a whole call, retries included
+    connect_timeout_seconds: float = limits.client_connect_timeout_seconds
+    retries_max: int = limits.client_retries_max
+    backoff_seconds_min: float = limits.client_backoff_seconds_min
+    backoff_seconds_max: float = limits.client_backoff_seconds_max
     frame_bytes_max: int = limits.frame_bytes_max
     tls: ssl.SSLContext | None = None
 
@@ -316,12 +316,16 @@ class _Channel(asyncio.Protocol):
 class Client:
     """The DataService API against braid nodes (see `braid.connect`)."""
 
-    def __init__(self, config: ClientConfig, locator: Locator) -> None:
+    def __init__(
+        self, config: ClientConfig, locator: Locator, rng: random.Random | None = None
+    ) -> None:
+        """`rng` jitters the retry backoff; pass a seeded one for a repeatable run (the
+        default is seeded from os.urandom, so clients that fail together spread out)."""
         self.config = config
         self.locator = locator
         self._channels: dict[str, _Channel] = {}
         self._connecting: dict[str, asyncio.Task[_Channel]] = {}
-        self._random = random.Random()
+        self._random = rng if rng is not None else random.Random(os.urandom(16))
         self._closed = False
         # With the default frame limit every request that passed the checks fits a frame
         # (limits.py asserts it); only a smaller configured limit needs a look per request.
@@ -560,8 +564,8 @@ def secret_from_environment() -> bytes | None:
 class _Connecting:
     """What `braid.connect` returns: await it, or use it with `async with`."""
 
-    def __init__(self, config: ClientConfig, locator: Locator) -> None:
-        self._client = Client(config, locator)
+    def __init__(self, config: ClientConfig, locator: Locator, rng: random.Random | None) -> None:
+        self._client = Client(config, locator, rng)
 
     async def _ready(self) -> Client:
         target = await self._client.locator.locate(None)
@@ -584,12 +588,14 @@ def connect(
     *,
     secret: bytes | str | None = None,
     cluster: str = "braid",
-    timeout: float = 5.0,
+    timeout: float = limits.client_timeout_seconds,
     locator: Locator | None = None,
     tls: ssl.SSLContext | None = None,
     name: str = "braid-client",
+    rng: random.Random | None = None,
 ) -> _Connecting:
-    """Connect to braid nodes. `secret` defaults to the BRAID_SECRET environment variable."""
+    """Connect to braid nodes. `secret` defaults to the BRAID_SECRET environment variable;
+    `rng` jitters retries (see `Client`)."""
     if isinstance(addresses, str):
         addresses = [addresses]
     if isinstance(secret, str):
@@ -602,4 +608,4 @@ def connect(
     config = ClientConfig(
         secret=secret, cluster=cluster, timeout_seconds=timeout, tls=tls, name=name
     )
-    return _Connecting(config, locator or StaticLocator(list(addresses)))
+    return _Connecting(config, locator or StaticLocator(list(addresses)), rng)

@@ -47,6 +47,7 @@ utf8_bytes_per_character_max = 4
 # Write-ahead log.
 wal_record_payload_bytes_max = 16 * 1024 * 1024
 wal_segment_bytes = 32 * 1024 * 1024  # preallocated, zero-filled size of every segment
+wal_segment_bytes_min = 64 * 1024  # the smallest `braid serve --wal-segment-bytes` accepts
 wal_batch_bytes_max = 4 * 1024 * 1024  # bytes written per group-commit batch (one fsync)
 wal_inline_sync_bytes_max = 64 * 1024  # a lone record this small is synced in the loop thread
 
@@ -71,10 +72,20 @@ shutdown_grace_seconds_max = 10.0  # SIGTERM: time for in-flight requests to fin
 node_partial_frame_bytes_max = 4 * frame_bytes_max
 partial_frame_seconds_max = 30.0
 
+# The network client (braid.connect): ClientConfig's defaults and its pacing.
+client_timeout_seconds = 5.0  # one call, retries included (connect(timeout=...) sets it)
+client_connect_timeout_seconds = 2.0  # opening one connection, handshake included
+client_retries_max = 6  # retries of one call after its first attempt
+client_backoff_seconds_min = 0.01  # the first retry's delay ceiling; it doubles per retry
+client_backoff_seconds_max = 0.5  # ... up to this
+client_deadline_sweep_seconds = 0.05  # requests' deadlines are honoured within this
+client_requests_per_write_max = 16  # requests coalesced into one transport write
+
 assert space_bytes_min <= space_bytes_max
 assert key_bytes_max < 1024
 assert json_bytes_max * 2 + request_bytes_max + who_bytes_max < wal_record_payload_bytes_max
 assert wal_batch_bytes_max < wal_segment_bytes
+assert wal_segment_bytes_min <= wal_segment_bytes
 assert wal_inline_sync_bytes_max < wal_batch_bytes_max
 assert wal_record_payload_bytes_max < wal_segment_bytes
 assert frame_bytes_max > wal_record_payload_bytes_max
@@ -86,6 +97,10 @@ assert handshake_frame_bytes_max < frame_bytes_max
 assert node_partial_frame_bytes_max >= 2 * frame_bytes_max
 assert node_partial_frame_bytes_max < node_requests_max * frame_bytes_max
 assert partial_frame_seconds_max > handshake_timeout_seconds_max
+assert client_backoff_seconds_min <= client_backoff_seconds_max
+assert client_connect_timeout_seconds <= client_timeout_seconds
+assert client_deadline_sweep_seconds < client_timeout_seconds
+assert client_requests_per_write_max <= connection_streams_max
 assert json_depth_max * json_frames_per_level_max + call_stack_frames_max <= (
     python_recursion_limit_min
 )

@@ -85,7 +85,7 @@ def decode_frames(pieces: list[bytes]) -> tuple[list[Frame], str | None]:
         for piece in [*pieces, b""]:
             frames += decoder.feed(piece)
     except FrameError as error:
-        return frames, error.code_name
+        return frames, error.info.name
     return frames, None
 
 

@@ -931,7 +931,7 @@ def test_abandon_tells_the_peer_why_closes_and_frees_the_buffer() -> None:
     frame = request_frame(1, schema.Get(KEY_A))
     pair.server.receive_data(frame[:-1])
     event = pair.server.abandon(errors.FRAME_TIMEOUT, "too slow")
-    assert event == ConnectionFailed(errors.FRAME_TIMEOUT.code, "too slow", False)
+    assert event == ConnectionFailed(errors.FRAME_TIMEOUT.code, "too slow")
     assert pair.server.state is State.CLOSED
     assert pair.server.buffered == 0
     assert messages(pair.server.data_to_send()) == [

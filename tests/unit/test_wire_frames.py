@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from braid import errors
 from braid.core.wire import describe
 from braid.core.wire.frames import (
     FLAG_END,
@@ -51,7 +52,7 @@ def decode_chunks(chunks: list[bytes], limit: int = LIMIT) -> tuple[list[Frame],
             frames += decoder.feed(chunk)
         frames += decoder.feed(b"")
     except FrameError as error:
-        return frames, error.code_name
+        return frames, error.info.name
     return frames, None
 
 
@@ -125,7 +126,7 @@ def test_oversize_length_refused_from_the_header_alone() -> None:
         assert decoder.feed(bytes([byte])) == []
     with pytest.raises(FrameError) as caught:
         decoder.feed(too_big[-1:])
-    assert caught.value.code_name == "FRAME_TOO_LARGE"
+    assert caught.value.info is errors.FRAME_TOO_LARGE
     assert decoder.buffered <= FRAME_HEADER_SIZE
 
     with pytest.raises(FrameError, match="limit"):
@@ -143,7 +144,7 @@ def test_unknown_frame_type_refused(kind: int) -> None:
     """A type byte outside FrameType is a PROTOCOL_ERROR, known from the header alone."""
     with pytest.raises(FrameError) as caught:
         FrameDecoder(LIMIT).feed(header(100, kind=kind))
-    assert caught.value.code_name == "PROTOCOL_ERROR"
+    assert caught.value.info is errors.PROTOCOL_ERROR
 
 
 @pytest.mark.parametrize(
@@ -153,7 +154,7 @@ def test_reserved_bits_refused(flags: int, reserved: int) -> None:
     """Flag bits other than END, or a non-zero reserved field, are a PROTOCOL_ERROR."""
     with pytest.raises(FrameError) as caught:
         FrameDecoder(LIMIT).feed(header(0, flags=flags, reserved=reserved))
-    assert caught.value.code_name == "PROTOCOL_ERROR"
+    assert caught.value.info is errors.PROTOCOL_ERROR
 
 
 def test_partial_frame_waits() -> None:

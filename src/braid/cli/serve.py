@@ -24,7 +24,6 @@ from braid.runtime.metrics import start_metrics
 from braid.runtime.server import NodeServer, ServerConfig
 from braid.storage.durable import DurableConfig
 
-MIN_SEGMENT_BYTES = 64 * 1024
 # Measured at 64 patches in flight, fresh node each, 3 runs: 0.1 ms 16-17k/s, 1 ms 22-23k/s,
 # 2 ms 21-22k/s, 5 ms (CPython's default) 17-21k/s.
 GIL_SWITCH_INTERVAL_SECONDS = 0.001
@@ -164,9 +163,10 @@ def handle(args: argparse.Namespace) -> int:
     # idles for up to 5 ms per batch; much shorter, the two threads spend their time handing
     # the GIL back and forth. A node owns its process, so it picks the interval.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
-    if args.wal_segment_bytes < MIN_SEGMENT_BYTES:
+    if args.wal_segment_bytes < limits.wal_segment_bytes_min:
         raise BraidError(
-            errors.INVALID_ARGUMENT, f"--wal-segment-bytes must be at least {MIN_SEGMENT_BYTES}"
+            errors.INVALID_ARGUMENT,
+            f"--wal-segment-bytes must be at least {limits.wal_segment_bytes_min}",
         )
     durable = DurableConfig(segment_bytes=args.wal_segment_bytes)
     metrics = parse_address(args.metrics, allow_any_port=True) if args.metrics else None

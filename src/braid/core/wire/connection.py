@@ -65,6 +65,26 @@ class State(Enum):
     CLOSED = "closed"
 
 
+class HandshakeStep(Enum):
+    """Where the handshake stands: the message this side waits for next (a client at HELLO
+    has not sent its Hello yet), then DONE."""
+
+    HELLO = "hello"
+    WELCOME = "welcome"
+    AUTH = "auth"
+    READY = "ready"
+    DONE = "done"
+
+
+# The handshake message each side accepts at each step (anything else is PROTOCOL_ERROR).
+_HANDSHAKE_EXPECTED: dict[tuple[Role, HandshakeStep], type[schema.HandshakeMessage]] = {
+    (Role.SERVER, HandshakeStep.HELLO): schema.Hello,
+    (Role.CLIENT, HandshakeStep.WELCOME): schema.Welcome,
+    (Role.SERVER, HandshakeStep.AUTH): schema.Auth,
+    (Role.CLIENT, HandshakeStep.READY): schema.Ready,
+}
+
+
 class LocalProtocolError(RuntimeError):
     """This side misused the connection API (a bug in the caller, not the peer)."""
 
@@ -134,11 +154,10 @@ class PongReceived(_Event, frozen=True):
 
 
 class ConnectionFailed(_Event, frozen=True):
-    """The connection is closed. `remote`: the peer broke the protocol or refused us."""
+    """The connection is closed, with the catalogued code saying why."""
 
     code: int
     message: str
-    remote: bool
 
 
 Event = (
@@ -178,7 +197,7 @@ class Connection:
         self.version = 0  # the negotiated protocol version, once the handshake is complete
         self._nonce = nonce
         self._peer_nonce = b""
-        self._step = "hello"  # where the handshake stands
+        self._step = HandshakeStep.HELLO
         # Until the handshake is done, frames are held to a few KiB: an unauthenticated
         # peer must not make us buffer a maximal frame.
         self._decoder = FrameDecoder(limits.handshake_frame_bytes_max)
@@ -196,7 +215,7 @@ class Connection:
 
     def initiate(self) -> None:
         """Client: send Hello."""
-        self._require(self.role is Role.CLIENT and self._step == "hello", "initiate")
+        self._require(self.role is Role.CLIENT and self._step is HandshakeStep.HELLO, "initiate")
         hello = schema.Hello(
             self.config.version_min,
             self.config.version_max,
@@ -206,7 +225,7 @@ class Connection:
             self.config.push_window_bytes,
         )
         self._send_handshake(hello)
-        self._step = "welcome"
+        self._step = HandshakeStep.WELCOME
 
     def send_request(self, message: schema.Request) -> int:
         """Client: open a stream with a request; returns its stream id."""
@@ -302,7 +321,7 @@ class Connection:
         if self.state is State.CLOSED:
             return None
         self._fail(info, message)
-        return ConnectionFailed(info.code, message, False)
+        return ConnectionFailed(info.code, message)
 
     @property
     def in_flight(self) -> int:
@@ -346,8 +365,7 @@ class Connection:
                         return events
                 frames = self._decoder.feed(b"")  # raises for a bad frame held back behind these
         except FrameError as error:
-            info = errors.FRAME_TOO_LARGE if error.code_name == "FRAME_TOO_LARGE" else None
-            events.append(self._fail(info or errors.PROTOCOL_ERROR, str(error)))
+            events.append(self._fail(error.info, str(error)))
         except _Violation as violation:
             events.append(self._fail(violation.info, str(violation)))
         except (msgspec.DecodeError, UnicodeDecodeError, BraidError) as error:
@@ -361,7 +379,7 @@ class Connection:
             return None
         self.state = State.CLOSED
         self._decoder.clear()
-        return ConnectionFailed(errors.CONNECTION_LOST.code, "the connection closed", True)
+        return ConnectionFailed(errors.CONNECTION_LOST.code, "the connection closed")
 
     def _fail(self, info: ErrorInfo, message: str) -> ConnectionFailed:
         if self.state is State.HANDSHAKE:
@@ -371,7 +389,7 @@ class Connection:
             self._outgoing += encode_frame(FrameType.CONTROL, 0, schema.encode(goaway))
         self.state = State.CLOSED
         self._decoder.clear()  # nothing more is read: free what a partial frame held
-        return ConnectionFailed(info.code, message, True)
+        return ConnectionFailed(info.code, message)
 
     def _receive_frame(self, frame: Frame, events: list[Event]) -> None:
         if frame.type is FrameType.HANDSHAKE:
@@ -400,14 +418,9 @@ class Connection:
         if isinstance(message, schema.Refuse):
             info = errors.lookup(message.code) or errors.PROTOCOL_ERROR
             self.state = State.CLOSED
-            events.append(ConnectionFailed(info.code, f"refused: {message.message}", True))
+            events.append(ConnectionFailed(info.code, f"refused: {message.message}"))
             return
-        expected = {
-            (Role.SERVER, "hello"): schema.Hello,
-            (Role.CLIENT, "welcome"): schema.Welcome,
-            (Role.SERVER, "auth"): schema.Auth,
-            (Role.CLIENT, "ready"): schema.Ready,
-        }.get((self.role, self._step))
+        expected = _HANDSHAKE_EXPECTED.get((self.role, self._step))
         if expected is None or not isinstance(message, expected):
             raise _Violation(errors.PROTOCOL_ERROR, f"unexpected {type(message).__name__}")
         if isinstance(message, schema.Hello):
@@ -440,7 +453,7 @@ class Connection:
         self._send_handshake(
             schema.Welcome(version, config.cluster, config.name, self._nonce, proof)
         )
-        self._step = "auth"
+        self._step = HandshakeStep.AUTH
 
     def _on_welcome(self, welcome: schema.Welcome) -> None:
         config = self.config
@@ -457,7 +470,7 @@ class Connection:
         self.version = welcome.version
         proof = _proof(config.secret, b"braid-client", welcome.nonce, self._nonce, config.cluster)
         self._send_handshake(schema.Auth(proof))
-        self._step = "ready"
+        self._step = HandshakeStep.READY
 
     def _on_auth(self, auth: schema.Auth, events: list[Event]) -> None:
         config = self.config
@@ -469,7 +482,7 @@ class Connection:
         self._send_handshake(schema.Ready(config.streams_max, config.frame_bytes_max))
         self.state = State.READY
         self._decoder.frame_bytes_max = config.frame_bytes_max
-        self._step = "done"
+        self._step = HandshakeStep.DONE
         events.append(HandshakeComplete(self.peer_name, self.version, 0))
 
     def _on_ready(self, ready: schema.Ready, events: list[Event]) -> None:
@@ -478,7 +491,7 @@ class Connection:
         self.peer_streams_max = ready.streams_max
         self.state = State.READY
         self._decoder.frame_bytes_max = self.config.frame_bytes_max
-        self._step = "done"
+        self._step = HandshakeStep.DONE
         events.append(HandshakeComplete(self.peer_name, self.version, ready.streams_max))
 
     # -- streams ------------------------------------------------------------------------

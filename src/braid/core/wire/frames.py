@@ -22,6 +22,9 @@ from enum import IntEnum
 
 import msgspec
 
+from braid import errors
+from braid.errors import ErrorInfo
+
 FRAME_HEADER = struct.Struct("<IIBBH")
 FRAME_HEADER_SIZE = 12
 assert FRAME_HEADER.size == FRAME_HEADER_SIZE
@@ -58,11 +61,12 @@ class Frame(msgspec.Struct, frozen=True, gc=False):
 
 
 class FrameError(ValueError):
-    """The peer sent bytes that are not a valid frame; `code` names the catalog entry."""
+    """The peer sent bytes that are not a valid frame; `info` is the catalog entry the
+    connection fails with (FRAME_TOO_LARGE or PROTOCOL_ERROR)."""
 
-    def __init__(self, code_name: str, message: str) -> None:
+    def __init__(self, info: ErrorInfo, message: str) -> None:
         super().__init__(message)
-        self.code_name = code_name
+        self.info = info
 
 
 def encode_frame(kind: FrameType, stream: int, payload: bytes, flags: int = 0) -> bytes:
@@ -131,8 +135,9 @@ class FrameDecoder:
         """What is wrong with a header that failed the checks in `feed`."""
         if length > self.frame_bytes_max:
             return FrameError(
-                "FRAME_TOO_LARGE", f"frame of {length} bytes; the limit is {self.frame_bytes_max}"
+                errors.FRAME_TOO_LARGE,
+                f"frame of {length} bytes; the limit is {self.frame_bytes_max}",
             )
         if kind not in _FRAME_TYPES:
-            return FrameError("PROTOCOL_ERROR", f"unknown frame type {kind}")
-        return FrameError("PROTOCOL_ERROR", "reserved frame bits are set")
+            return FrameError(errors.PROTOCOL_ERROR, f"unknown frame type {kind}")
+        return FrameError(errors.PROTOCOL_ERROR, "reserved frame bits are set")
