@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from braid import errors
-from braid.core.wire import describe
+from braid.cli import protocol_page
 from braid.core.wire.frames import (
     FLAG_END,
     FRAME_HEADER,
@@ -74,7 +74,7 @@ def test_round_trip(frames: list[Frame]) -> None:
 def test_layout_table_is_the_documented_one() -> None:
     """The layout table in frames' docstring (which docs/protocol.md publishes) lists the
     header fields contiguously, in struct order, adding up to FRAME_HEADER_SIZE."""
-    rows = describe.frame_layout()
+    rows = protocol_page.frame_layout()
     assert [(row.offset, row.size) for row in rows] == [
         (0, "4"),
         (4, "4"),
@@ -101,7 +101,7 @@ def test_every_header_field_at_its_documented_offset() -> None:
     little endian: length, stream, type, flags, zero reserved, then the payload."""
     payload = b"\xaa\xbb\xcc"
     data = encode_frame(FrameType.CONTROL, 0x0A0B0C0D, payload, FLAG_END)
-    at = {row.field.split()[0]: (row.offset, row.size) for row in describe.frame_layout()}
+    at = {row.field.split()[0]: (row.offset, row.size) for row in protocol_page.frame_layout()}
 
     def field(name: str) -> bytes:
         offset, size = at[name]

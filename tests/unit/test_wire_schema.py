@@ -21,8 +21,9 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
+from braid.cli import protocol_page
 from braid.cli.main import main
-from braid.core.wire import describe, schema
+from braid.core.wire import schema
 from braid.core.wire.connection import (
     NONCE_BYTES,
     Connection,
@@ -158,7 +159,9 @@ def wire_fields(cls: type[msgspec.Struct]) -> list[mi.Field]:
 def wire_types() -> dict[str, type[msgspec.Struct]]:
     """Every message and every structure nested in one, by name."""
     messages = schema.all_message_types()
-    nested = [cls for cls in describe.nested_types(messages) if issubclass(cls, msgspec.Struct)]
+    nested = [
+        cls for cls in protocol_page.nested_types(messages) if issubclass(cls, msgspec.Struct)
+    ]
     return {cls.__name__: cls for cls in [*messages, *nested]}
 
 
@@ -174,7 +177,9 @@ def version_1_violations(
             continue
         if cls.__struct_config__.tag != tag:
             problems.append(f"{name}'s tag changed from {tag} to {cls.__struct_config__.tag}")
-        fields = [f"{field.name}: {describe.type_name(field.type)}" for field in wire_fields(cls)]
+        fields = [
+            f"{field.name}: {protocol_page.type_name(field.type)}" for field in wire_fields(cls)
+        ]
         if tuple(fields[: len(first_fields)]) != first_fields:
             problems.append(
                 f"{name}'s version 1 fields were removed, reordered, renamed or retyped"
@@ -423,19 +428,19 @@ def test_a_current_client_works_with_a_newer_server() -> None:
 def test_docs_protocol_md_is_current() -> None:
     """docs/protocol.md is exactly what `braid protocol --markdown` renders from the code;
     regenerate it with that command when this fails."""
-    assert DOCS_PROTOCOL.read_text(encoding="utf-8") == describe.render_markdown()
+    assert DOCS_PROTOCOL.read_text(encoding="utf-8") == protocol_page.render_markdown()
 
 
 def test_page_lists_every_message_field_and_frame_type() -> None:
     """The page has a row for every message (tag and name) with each of its fields, every
     frame type with the note from its source, and the handshake and versioning sections."""
-    page = describe.render_markdown()
+    page = protocol_page.render_markdown()
     for cls in schema.all_message_types():
         row = next(line for line in page.splitlines() if f"| `{cls.__name__}` |" in line)
         assert row.startswith(f"| {tag_of(cls)} |")
         for name in cls.__struct_fields__:
             assert f"`{name}: " in row
-    notes = describe.frame_type_notes()
+    notes = protocol_page.frame_type_notes()
     assert set(notes) == set(FrameType.__members__)
     for kind in FrameType:
         assert f"| {int(kind)} | `{kind.name}` | {notes[kind.name]} |" in page
@@ -448,7 +453,7 @@ def test_page_lists_every_message_field_and_frame_type() -> None:
 def test_cli_prints_the_page_and_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
     """`braid protocol --markdown` prints the page; `braid protocol` one line per message."""
     assert main(["protocol", "--markdown"]) == 0
-    assert capsys.readouterr().out == describe.render_markdown()
+    assert capsys.readouterr().out == protocol_page.render_markdown()
     assert main(["protocol"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(schema.all_message_types())

@@ -2,7 +2,7 @@
 
 `braid protocol` lists every message (tag, group, name, fields with types and defaults);
 `braid protocol --markdown` prints the page published as docs/protocol.md, and a test keeps
-the two equal. Both are rendered from the code by `braid.core.wire.describe`.
+the two equal. Both are rendered from the code by `braid.cli.protocol_page`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from braid.cli.common import EXIT_OK
-from braid.core.wire.describe import render_markdown, render_summary
+from braid.cli.protocol_page import render_markdown, render_summary
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers

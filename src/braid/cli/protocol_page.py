@@ -8,7 +8,9 @@ every message — tag, fields, types, defaults — from the msgspec declarations
 (`msgspec.inspect`). `braid protocol --markdown` prints the page; a test fails when
 docs/protocol.md differs from it.
 
-Pure: no I/O beyond reading this package's own source for comments (`inspect.getsource`).
+Pure: no I/O beyond reading `braid.core.wire`'s own source for comments
+(`inspect.getsource`). It lives beside the command that prints it, not in `core/`: rendering
+documentation is no part of the protocol.
 """
 
 from __future__ import annotations
