@@ -356,6 +356,17 @@ class Client:
     async def get(self, key: Key) -> DocumentChange:
         return _change(await self._call(key, schema.Get(key)))
 
+    # DataService's fast forms: a remote answer always needs awaiting (the caller awaits
+    # `patch` and `get` instead).
+
+    def patch_nowait(
+        self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
+    ) -> asyncio.Future[None] | None:
+        return None
+
+    def get_nowait(self, key: Key) -> DocumentChange | None:
+        return None
+
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         check_compute_arguments(method, seq)
         return _change(await self._call(key, schema.Compute(key, method, seq)))

@@ -61,6 +61,7 @@ applied_chunk_deltas_max = 1024  # deltas per row of the applied state's chunk t
 frame_bytes_max = wal_record_payload_bytes_max + 1024 * 1024  # a request carries one record
 connection_streams_max = 128  # requests in flight on one connection
 node_requests_max = 2048  # requests in flight on one node, over all connections
+node_events_per_turn_max = 16  # requests a connection starts before yielding to the loop
 push_window_bytes = 256 * 1024  # unacknowledged pushed bytes per push stream
 handshake_timeout_seconds_max = 5.0
 handshake_frame_bytes_max = 4096  # frames before the handshake completes (unauthenticated)
@@ -90,6 +91,7 @@ assert wal_inline_sync_bytes_max < wal_batch_bytes_max
 assert wal_record_payload_bytes_max < wal_segment_bytes
 assert frame_bytes_max > wal_record_payload_bytes_max
 assert connection_streams_max <= node_requests_max
+assert node_events_per_turn_max >= 1  # every turn makes progress
 assert push_window_bytes < frame_bytes_max
 assert handshake_frame_bytes_max < frame_bytes_max
 # Two maximal frames can always arrive side by side; and the bound is what keeps buffering

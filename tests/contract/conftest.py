@@ -51,8 +51,16 @@ class ServiceUnderTest:
     async def patch(self, key: Key, updates: Sequence[Update]) -> None:
         await self.api.patch(key, updates)
 
+    def patch_nowait(
+        self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
+    ) -> asyncio.Future[None] | None:
+        return self.api.patch_nowait(key, updates, encoded)
+
     async def get(self, key: Key) -> DocumentChange:
         return await self.api.get(key)
+
+    def get_nowait(self, key: Key) -> DocumentChange | None:
+        return self.api.get_nowait(key)
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         return await self.api.compute(key, method, seq)

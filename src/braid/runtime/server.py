@@ -1,7 +1,8 @@
 """The node server: the document API over braid's protocol, on asyncio (uvloop when present).
 
-Each TCP connection is an `asyncio.Protocol` driving one sans-I/O `Connection`. Requests run
-as tasks against the store; their answers go back on their stream. Bounds, none of them a
+Each TCP connection is an `asyncio.Protocol` driving one sans-I/O `Connection`. Requests go
+to the store through `dispatch` (runtime/dispatch.py), the one request path: answered at
+once, on a future's completion, or by a task; their answers go back on their stream. Bounds, none of them a
 queue: `streams_max` requests in flight per connection (enforced by the connection itself)
 and `node_requests_max` over the node; past either, the request is answered OVERLOADED at
 once. A connection whose peer does not read its answers is paused (no more reading) until
@@ -27,7 +28,7 @@ import functools
 import logging
 import os
 import ssl
-from collections.abc import Awaitable, Callable
+import types
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -46,12 +47,10 @@ from braid.core.wire.connection import (
     StreamCancelled,
 )
 from braid.errors import BraidError
-from braid.model import DocumentInfo
+from braid.runtime.dispatch import dispatch
 from braid.storage.api import DataService
-from braid.storage.router import Store
 
 log = logging.getLogger("braid.server")
-_EVENTS_PER_TURN = 16  # requests handled before yielding to the loop (see _process)
 _DETAIL_CHARACTERS_MAX = 300  # of an INTERNAL answer's detail
 _SWEEPS_PER_FRAME_BOUND = 4  # checks of partial frames' ages per partial_frame_seconds
 
@@ -84,60 +83,6 @@ class ServerStats:
     buffer_overloads: int = 0  # connections closed past the node's partial-frame bound
     frame_timeouts: int = 0  # connections closed for a frame that took too long
     by_code: dict[int, int] = field(default_factory=dict)
-
-
-Handler = Callable[[DataService, schema.Request, str], Awaitable[schema.Response]]
-
-_PATCH_HEAD = bytes((0x93, int(str(schema.Patch.__struct_config__.tag))))
-
-
-def patch_record(payload: bytes) -> bytes | None:
-    """The log record of a Patch request, cut from the request's bytes.
-
-    The request is the msgpack array [tag, key, updates] and the record (`PatchOp`) the
-    array [key, updates]: the same bytes without the tag, under a 2-element array header.
-    Reusing them saves encoding every update again. None when the request has another
-    shape (a newer peer's extra fields): then the store encodes the record itself.
-    """
-    if payload[:2] == _PATCH_HEAD:
-        return b"\x92" + payload[2:]
-    return None
-
-
-async def execute(service: DataService, request: schema.Request, address: str) -> schema.Response:
-    """Run one request against the store and express the outcome as a response."""
-    if isinstance(request, schema.Patch):
-        await service.patch(request.key, request.updates)
-        return schema.Done()
-    if isinstance(request, schema.Get):
-        change = await service.get(request.key)
-        return schema.Change(change.document, change.seq, change.reads)
-    if isinstance(request, schema.Initialize):
-        await service.initialize(request.key, request.update)
-        return schema.Done()
-    if isinstance(request, schema.Compute):
-        change = await service.compute(request.key, request.method, request.seq)
-        return schema.Change(change.document, change.seq, change.reads)
-    if isinstance(request, schema.Snapshot):
-        removed = await service.snapshot(
-            request.key, request.seq, request.document, request.history
-        )
-        return schema.Count(removed)
-    if isinstance(request, schema.Delete):
-        await service.delete(request.key)
-        return schema.Done()
-    if isinstance(request, schema.Inventory):
-        return schema.InventoryList([_item(info) for info in await service.inventory()])
-    if isinstance(request, schema.Release):
-        await service.close(request.key)
-        return schema.Done()
-    if isinstance(request, schema.Locate):
-        return schema.Located(partition=0, replicas=[address], leader=address)
-    raise BraidError(errors.UNSUPPORTED_MESSAGE, f"no handler for {type(request).__name__}")
-
-
-def _item(info: DocumentInfo) -> schema.InventoryItem:
-    return schema.InventoryItem(info.key, info.seq, info.deltas, info.bytes)
 
 
 def _held_bytes(connection: _ServerProtocol) -> int:
@@ -337,14 +282,14 @@ class _ServerProtocol(asyncio.Protocol):
         self._process(events)
 
     def _process(self, events: list[Event]) -> None:
-        """Handle events, yielding to the loop every `_EVENTS_PER_TURN` of them.
+        """Handle events, yielding to the loop every `node_events_per_turn_max` of them.
 
         Yielding lets the log start the fsync of the requests handled so far (and their
         answers go out) while the rest are handled, so client, node and disk work at the
         same time instead of in lock-step (measured at 64 in flight: ~15% more patches/s).
         """
         for index, event in enumerate(events):
-            if index == _EVENTS_PER_TURN:
+            if index == limits.node_events_per_turn_max:
                 self._backlog = events[index:]
                 self._backlog_scheduled = True
                 asyncio.get_running_loop().call_soon(self._resume)
@@ -419,12 +364,15 @@ class _ServerProtocol(asyncio.Protocol):
     # -- requests -----------------------------------------------------------------------
 
     def _start(self, stream: int, request: schema.Request, payload: bytes) -> None:
-        """Admit a request and start it: the one place it takes its node-wide slot (its
-        connection took a stream slot when it admitted the request).
+        """Admit a request and start it through `dispatch`, the one path to the store: the
+        one place it takes its node-wide slot (its connection took a stream slot when it
+        admitted the request).
 
         From here every request ends in exactly one `_finish`, whatever it raises: at once
         (answered synchronously, or failed while starting), or from the done callback of
-        its future (a patch's durability) or task (everything else)."""
+        its future (started at once by the store's fast form: a patch's durability) or of
+        its task (an awaited operation). A task and two coroutine frames per request
+        measured about a fifth of the node's CPU per patch, hence the future form."""
         node = self.node
         node.stats.requests += 1
         if not node.begin():
@@ -432,41 +380,21 @@ class _ServerProtocol(asyncio.Protocol):
             self._answer(stream, schema.Failure(errors.OVERLOADED.code, detail))
             return
         try:
-            outcome = self._start_fast(request, payload)
-            if outcome is None:
-                task = asyncio.get_running_loop().create_task(
-                    execute(node.service, request, node.address)
-                )
-                self.tasks[stream] = task
-                # A callback, not a `finally` in the coroutine: a task cancelled before it
-                # ever ran (a CANCEL in the same read as its request) runs no `finally`.
-                task.add_done_callback(functools.partial(self._task_done, stream))
-                return
+            outcome = dispatch(node.service, request, payload, node.address)
         except Exception as error:  # every failure becomes an answer
             outcome = self._failure(error)
         if isinstance(outcome, asyncio.Future):
-            outcome.add_done_callback(functools.partial(self._patched, stream))
-        else:
-            self._finish(stream, outcome)
+            outcome.add_done_callback(functools.partial(self._future_done, stream))
+        elif isinstance(outcome, types.CoroutineType):
+            task = asyncio.get_running_loop().create_task(outcome)
+            self.tasks[stream] = task
+            # A callback, not a `finally` in the coroutine: a task cancelled before it
+            # ever ran (a CANCEL in the same read as its request) runs no `finally`.
+            task.add_done_callback(functools.partial(self._task_done, stream))
+        else:  # an answer (a coroutine's type is the exact one `async def` makes)
+            self._finish(stream, cast(schema.Response, outcome))
 
-    def _start_fast(
-        self, request: schema.Request, payload: bytes
-    ) -> schema.Response | asyncio.Future[None] | None:
-        """Patches and gets without a task when the store can answer synchronously (most
-        of the time): a task and two coroutine frames per request measured about a fifth
-        of the node's CPU per patch. The answer, a patch's durability future, or None to
-        take the ordinary path. May raise: `_start` turns that into the answer."""
-        service = self.node.service
-        if isinstance(request, schema.Patch) and isinstance(service, Store):
-            return service.patch_nowait(request.key, request.updates, patch_record(payload))
-        if isinstance(request, schema.Get) and isinstance(service, Store):
-            change = service.get_nowait(request.key)
-            if change is None:
-                return None
-            return schema.Change(change.document, change.seq, change.reads)
-        return None
-
-    def _patched(self, stream: int, future: asyncio.Future[None]) -> None:
+    def _future_done(self, stream: int, future: asyncio.Future[None]) -> None:
         # The common case inline (durable, nothing to report): one call less per patch.
         if not future.cancelled() and future.exception() is None:
             self._finish(stream, schema.DONE)

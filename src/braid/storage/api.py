@@ -1,7 +1,15 @@
-"""The DataService API every engine (and the network client) serves — DESIGN §1."""
+"""The DataService API every engine (and the network client) serves — DESIGN §1.
+
+Besides the awaitable operations, two non-coroutine forms of the hot ones, `patch_nowait`
+and `get_nowait`, for the node server: they answer at once when the engine can (no task,
+no coroutine frame per request) and return None when it cannot, and the caller then awaits
+the ordinary method. An engine that never can simply returns None. The node has one
+dispatch (runtime/dispatch.py) that tries the fast form and falls back to the awaitable.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
@@ -16,8 +24,21 @@ class DataService(Protocol):
         """Append deltas; the first seq_begin must be head + 1 (else HEAD_SEQ_OFF).
         (Declared as returning an awaitable so a router may hand back an engine's coroutine.)"""
 
+    def patch_nowait(
+        self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
+    ) -> asyncio.Future[None] | None:
+        """`patch` without a coroutine: check and start it now and return the future of its
+        completion (durability, for a durable engine), or None when it cannot start without
+        waiting (then await `patch`). Raises what `patch` would for bad input. `encoded`,
+        when given, is `PatchOp(key, updates)` already encoded (core/wal/patch_record.py);
+        an engine that logs may write it as is."""
+
     async def get(self, key: Key) -> DocumentChange:
         """The document: every redo merged, with its head seq."""
+
+    def get_nowait(self, key: Key) -> DocumentChange | None:
+        """`get` without a coroutine: the answer when it is known now, None when it would
+        have to wait (then await `get`). Raises what `get` would (DOCUMENT_NOT_FOUND)."""
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         """HEAD_PATCH: the patch from seq to head. REWIND: the patch from head back to seq."""

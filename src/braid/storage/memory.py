@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from braid.core.document import DocumentLog, check_initialize, check_updates
@@ -31,11 +32,28 @@ class MemoryEngine:
         self._documents[key] = DocumentLog([update])
 
     async def patch(self, key: Key, updates: Sequence[Update]) -> None:
+        self._patch(key, updates)
+
+    def patch_nowait(
+        self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
+    ) -> asyncio.Future[None]:
+        """`patch` at once (memory never waits): an already finished future. Nothing is
+        logged, so `encoded` is not needed."""
+        self._patch(key, updates)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def _patch(self, key: Key, updates: Sequence[Update]) -> None:
         check_updates(updates)
         document = self._document(key)
         document.append(updates, document.check_patch(updates))
 
     async def get(self, key: Key) -> DocumentChange:
+        return self._document(key).get()
+
+    def get_nowait(self, key: Key) -> DocumentChange:
+        """`get` at once: memory always can."""
         return self._document(key).get()
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:

@@ -16,11 +16,6 @@ from braid.storage.durable import DurableEngine
 from braid.storage.memory import MemoryEngine
 
 MEMORY_PREFIX = "mem_"
-DISK_PREFIX = "disk_"
-
-
-def engine_name(key: Key) -> str:
-    return "memory" if key.key.startswith(MEMORY_PREFIX) else "durable"
 
 
 class Store:
@@ -45,18 +40,15 @@ class Store:
     async def get(self, key: Key) -> DocumentChange:
         return await self._engine(key).get(key)
 
-    # The node server's hot path: answers without a coroutine where the engine can (the
-    # durable engine), None where it cannot (then the server awaits the ordinary method).
+    # The fast forms (see DataService): whatever the key's engine answers.
 
     def patch_nowait(
         self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
     ) -> asyncio.Future[None] | None:
-        engine = self._engine(key)
-        return engine.patch_nowait(key, updates, encoded) if engine is self.durable else None
+        return self._engine(key).patch_nowait(key, updates, encoded)
 
     def get_nowait(self, key: Key) -> DocumentChange | None:
-        engine = self._engine(key)
-        return engine.get_nowait(key) if engine is self.durable else None
+        return self._engine(key).get_nowait(key)
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         return await self._engine(key).compute(key, method, seq)
