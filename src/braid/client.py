@@ -41,9 +41,6 @@ from braid.core.document import (
 )
 from braid.core.wire import schema
 from braid.core.wire.connection import (
-    NONCE_BYTES,
-    Connection,
-    ConnectionConfig,
     ConnectionFailed,
     GoAwayReceived,
     HandshakeComplete,
@@ -54,6 +51,7 @@ from braid.core.wire.connection import (
 from braid.core.wire.frames import FRAME_HEADER_SIZE
 from braid.errors import BraidError, ErrorInfo
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
+from braid.runtime import link
 
 T = TypeVar("T")
 _SWEEP_SECONDS = limits.client_deadline_sweep_seconds  # how often deadlines are checked
@@ -143,15 +141,12 @@ class _Channel(asyncio.Protocol):
 
     def __init__(self, config: ClientConfig, address: str) -> None:
         self.address = address
-        self.connection = Connection(
+        self.connection = link.new_connection(
             Role.CLIENT,
-            ConnectionConfig(
-                cluster=config.cluster,
-                name=config.name,
-                secret=config.secret,
-                frame_bytes_max=config.frame_bytes_max,
-            ),
-            os.urandom(NONCE_BYTES),
+            cluster=config.cluster,
+            name=config.name,
+            secret=config.secret,
+            frame_bytes_max=config.frame_bytes_max,
         )
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -166,8 +161,7 @@ class _Channel(asyncio.Protocol):
         self._retiring = False  # usable no more; closed once its last answer arrives
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = link.as_transport(transport)
         self.connection.initiate()
         self._flush()
 
@@ -224,9 +218,7 @@ class _Channel(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         self._unflushed = 0
-        data = self.connection.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        link.flush(self.connection, self.transport)
 
     def submit(
         self, message: schema.Request, deadline: float

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import ssl
 import types
 from dataclasses import dataclass, field
@@ -35,9 +34,6 @@ from typing import cast
 from braid import errors, limits
 from braid.core.wire import schema
 from braid.core.wire.connection import (
-    NONCE_BYTES,
-    Connection,
-    ConnectionConfig,
     ConnectionFailed,
     Event,
     HandshakeComplete,
@@ -47,6 +43,7 @@ from braid.core.wire.connection import (
     StreamCancelled,
 )
 from braid.errors import BraidError
+from braid.runtime import link
 from braid.runtime.dispatch import dispatch
 from braid.storage.api import DataService
 
@@ -225,16 +222,13 @@ class _ServerProtocol(asyncio.Protocol):
     def __init__(self, node: NodeServer) -> None:
         self.node = node
         config = node.config
-        self.connection = Connection(
+        self.connection = link.new_connection(
             Role.SERVER,
-            ConnectionConfig(
-                cluster=config.cluster,
-                name=config.name,
-                secret=config.secret,
-                streams_max=config.streams_max,
-                frame_bytes_max=config.frame_bytes_max,
-            ),
-            os.urandom(NONCE_BYTES),
+            cluster=config.cluster,
+            name=config.name,
+            secret=config.secret,
+            streams_max=config.streams_max,
+            frame_bytes_max=config.frame_bytes_max,
         )
         self.transport: asyncio.Transport | None = None
         self.tasks: dict[int, asyncio.Task[schema.Response]] = {}
@@ -251,8 +245,7 @@ class _ServerProtocol(asyncio.Protocol):
     # -- transport callbacks ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = link.as_transport(transport)
         self.node.stats.connections_accepted += 1
         self.node.stats.connections_open += 1
         self.node._connections.add(self)
@@ -459,9 +452,7 @@ class _ServerProtocol(asyncio.Protocol):
 
     def flush(self) -> None:
         self._flush_scheduled = False
-        data = self.connection.data_to_send()
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        link.flush(self.connection, self.transport)
 
     def go_away(self) -> None:
         self.connection.go_away(errors.SHUTTING_DOWN, "the node is shutting down")
