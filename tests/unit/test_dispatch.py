@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine, Sequence
 
+import msgspec
 import pytest
 
 from braid import errors
 from braid.core.wire import schema
-from braid.model import ComputeMethod, DocumentChange, Key, Update
+from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 from braid.runtime.dispatch import Outcome, dispatch
 from braid.storage.api import DataService
 from braid.storage.memory import MemoryEngine
@@ -90,3 +91,13 @@ async def test_a_request_that_cannot_start_raises() -> None:
     with pytest.raises(errors.BraidError) as caught:
         dispatch(MemoryEngine(), get, schema.encode(get), ADDRESS)
     assert caught.value.code == errors.DOCUMENT_NOT_FOUND.code
+
+
+def test_an_inventory_item_is_a_document_info_as_an_array() -> None:
+    """InventoryItem declares no fields of its own (DocumentInfo's, once) and encodes as the
+    array [key, seq, deltas, bytes], the bytes of protocol version 1."""
+    item = schema.InventoryItem(KEY, 4, 3, 200)
+    assert isinstance(item, DocumentInfo)
+    assert msgspec.msgpack.encode(item) == msgspec.msgpack.encode(
+        [["unit-space", "doc"], 4, 3, 200]
+    )

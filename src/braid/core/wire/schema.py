@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from braid.model import ComputeMethod, Key, Update
+from braid.model import ComputeMethod, DocumentInfo, Key, Update
 
 PROTOCOL_VERSION = 1
 
@@ -175,13 +175,11 @@ class Count(_Message, tag=62, frozen=True):
     count: int
 
 
-class InventoryItem(msgspec.Struct, array_like=True, frozen=True):
+# A DocumentInfo (model.py) encoded as an array: its fields are declared once, there. The
+# docstring is the protocol page's; the frozen field list in test_wire_schema.py guards the
+# wire layout against a change to DocumentInfo.
+class InventoryItem(DocumentInfo, array_like=True, frozen=True):
     """One document of an InventoryList."""
-
-    key: Key
-    seq: int
-    deltas: int
-    bytes: int
 
 
 class InventoryList(_Message, tag=63, frozen=True):
