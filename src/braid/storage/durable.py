@@ -48,6 +48,7 @@ from pathlib import Path
 import msgspec
 
 from braid import limits
+from braid.core.apply import ApplyRules
 from braid.core.document import DocumentLog, check_initialize, check_updates
 from braid.core.wal.ops import DeleteOp, FoldOp, InitOp, Op, PatchOp, decode_op, encode_op
 from braid.core.wal.record import RecordType
@@ -144,7 +145,6 @@ class DurableEngine:
         self.read_only = read_only
         self._cache: OrderedDict[Key, _Entry] = OrderedDict()
         self._cache_bytes = 0
-        self._pending_ops: list[tuple[int, Op]] = []
         self._closed = False
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._checkpoint_timer: asyncio.TimerHandle | None = None
@@ -176,21 +176,22 @@ class DurableEngine:
             else:
                 applied = AppliedState(applied_path, read_only=read_only)
             self._applied = applied
-            self._applied_through = applied.applied_lsn() if applied is not None else 0
+            applied_lsn = applied.applied_lsn() if applied is not None else 0
+            self._rules = ApplyRules(applied_lsn, config.checkpoint_records)
             self.report = self._recover(scan)
             if not read_only:
                 try:
                     self._wal = WalWriter(
                         directory / WAL_DIRECTORY,
                         scan.log,
-                        self._applied_through + 1,
+                        self._rules.applied_lsn + 1,
                         config.segment_bytes,
                     )
                 except OSError as error:
                     path = Path(error.filename or directory / WAL_DIRECTORY)
                     raise access_error(path, error, "cannot open the log at") from None
                 self._wal.on_rollback = self._revert_from
-                if self._pending_ops:
+                if self._rules.pending:
                     await self._checkpoint_now()
         except BaseException:
             self._checkpointer.shutdown()
@@ -225,7 +226,7 @@ class DurableEngine:
         analysis = scan.log
         repaired = bool(scan.repairs)
         detail = "; ".join(scan.repairs)
-        applied_lsn = self._applied_through
+        applied_lsn = self._rules.applied_lsn
         replayed = 0
         for record in analysis.records:
             if record.lsn <= applied_lsn or record.type is RecordType.COMMIT:
@@ -323,12 +324,12 @@ class DurableEngine:
         (the entry a caller is about to use)."""
         if self._cache_bytes <= self.config.cache_bytes:
             return
-        applied = self._applied_through
+        pinned = self._rules.pinned
         for key in list(self._cache):
             if self._cache_bytes <= self.config.cache_bytes:
                 return
             entry = self._cache[key]
-            if entry.last_lsn > applied or key == keep:
+            if pinned(entry.last_lsn) or key == keep:
                 continue  # pinned: not yet in the applied state, or in use
             del self._cache[key]
             if entry.log is not None:
@@ -358,14 +359,11 @@ class DurableEngine:
     def _revert_from(self, first_lsn: int) -> None:
         """The log gave back every record from `first_lsn` on (the disk was full): drop
         those operations and rebuild the documents they touched from what is durable."""
-        kept = [(lsn, op) for lsn, op in self._pending_ops if lsn < first_lsn]
-        touched = {op.key for lsn, op in self._pending_ops if lsn >= first_lsn}
-        self._pending_ops = kept
-        for key in touched:
+        for key, remaining in self._rules.reverted(first_lsn).items():
             old = self._cache.pop(key, None)
             if old is not None and old.log is not None:
                 self._cache_bytes -= old.log.bytes
-            self._rebuild(key, [(lsn, op) for lsn, op in kept if op.key == key])
+            self._rebuild(key, remaining)
 
     def _rebuild(self, key: Key, operations: list[tuple[int, Op]]) -> None:
         """Cache `key` as the applied state holds it plus its durable pending operations."""
@@ -386,17 +384,14 @@ class DurableEngine:
     def _note_pending(self, op: Op, lsn: int) -> None:
         entry = self._cache[op.key]
         entry.last_lsn = lsn
-        self._pending_ops.append((lsn, op))
+        self._rules.logged(lsn, op)
 
     def _after_log(self, op: Op, lsn: int, future: asyncio.Future[None]) -> asyncio.Future[None]:
         """Record the write as pending; the caller awaits the returned durability future
         (its own record's, so a cancelled caller disturbs nobody else)."""
         self._note_pending(op, lsn)
         # A checkpoint needs a look only once one is due or no timer is set yet.
-        if (
-            len(self._pending_ops) >= self.config.checkpoint_records
-            or self._checkpoint_timer is None
-        ):
+        if self._rules.due or self._checkpoint_timer is None:
             self._maybe_checkpoint()
         return future
 
@@ -529,7 +524,7 @@ class DurableEngine:
         await self._drain()
         with contextlib.suppress(BraidError):  # a failed checkpoint is logged and counted
             await self._checkpoint_now()
-        if self._pending_ops:  # the checkpoint failed: answer from memory too
+        if self._rules.pending:  # the checkpoint failed: answer from memory too
             return self._inventory_read_only()
         assert self._applied is not None
         return list(self._applied.inventory())
@@ -539,7 +534,7 @@ class DurableEngine:
         checkpointed) operations touched taken from memory; their byte count is the
         msgpack size of their deltas, as a checkpoint would store them."""
         listed = {info.key: info for info in self._applied.inventory()} if self._applied else {}
-        for key in {op.key for _, op in self._pending_ops}:
+        for key in self._rules.pending_keys():
             entry = self._cache.get(key)
             if entry is None or entry.log is None:
                 listed.pop(key, None)
@@ -560,7 +555,7 @@ class DurableEngine:
     async def close(self, key: Key | None = None) -> None:
         if key is not None:
             entry = self._cache.get(key)
-            if entry is not None and entry.last_lsn <= self._applied_through:
+            if entry is not None and not self._rules.pinned(entry.last_lsn):
                 del self._cache[key]
                 if entry.log is not None:
                     self._cache_bytes -= entry.log.bytes
@@ -605,8 +600,8 @@ class DurableEngine:
             "checkpoints_total": self.checkpoints,
             "checkpoint_failures_total": self.checkpoint_failures,
             "checkpoint_seconds_total": self.checkpoint_seconds_total,
-            "applied_lsn": self._applied_through,
-            "pending_operations": len(self._pending_ops),
+            "applied_lsn": self._rules.applied_lsn,
+            "pending_operations": len(self._rules.pending),
             "cached_documents": len(self._cache),
             "cached_bytes": self._cache_bytes,
         }
@@ -626,17 +621,16 @@ class DurableEngine:
     def _maybe_checkpoint(self) -> None:
         if self._checkpoint_task is not None and not self._checkpoint_task.done():
             return
-        due = len(self._pending_ops) >= self.config.checkpoint_records
-        if due:
+        if self._rules.due:
             self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint())
-        elif self._checkpoint_timer is None and self._pending_ops:
+        elif self._checkpoint_timer is None and self._rules.pending:
             self._checkpoint_timer = asyncio.get_running_loop().call_later(
                 self.config.checkpoint_interval_seconds, self._on_checkpoint_timer
             )
 
     def _on_checkpoint_timer(self) -> None:
         self._checkpoint_timer = None
-        if self._closed or not self._pending_ops:
+        if self._closed or not self._rules.pending:
             return
         if self._checkpoint_task is None or self._checkpoint_task.done():
             self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoint())
@@ -657,31 +651,29 @@ class DurableEngine:
     async def _checkpoint_locked(self) -> None:
         wal = self._writable_wal()
         assert self._applied is not None
-        durable = wal.durable_lsn
-        count = 0
-        while count < len(self._pending_ops) and self._pending_ops[count][0] <= durable:
-            count += 1
-        if count == 0:
+        checkpoint = self._rules.begin(wal.durable_lsn)
+        if checkpoint is None:
             return
-        batch = self._pending_ops[:count]
-        through = batch[-1][0]
-        operations = [op for _, op in batch]
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
             await loop.run_in_executor(
-                self._checkpointer, self._applied.checkpoint, operations, through
+                self._checkpointer,
+                self._applied.checkpoint,
+                checkpoint.operations,
+                checkpoint.through_lsn,
             )
-        except BraidError as error:
-            self._checkpoint_failed(error)
+        except BaseException as error:
+            self._rules.failed(checkpoint)
+            if isinstance(error, BraidError):
+                self._checkpoint_failed(error)
             raise
         self.checkpoint_seconds_total += time.perf_counter() - started
-        del self._pending_ops[:count]
-        self._applied_through = through
+        self._rules.done(checkpoint)
         self.checkpoints += 1
         if not wal.failed:
             try:
-                await wal.release_through(through)
+                await wal.release_through(checkpoint.through_lsn)
             except OSError as error:  # the segments are released again after the next one
                 log.warning("%s: releasing log segments failed: %s", self.directory, error)
         self._evict()

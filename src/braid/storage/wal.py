@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from braid import limits
+from braid.core.apply import releasable
 from braid.core.wal.batcher import SEAL_BYTES, SEGMENT_ROOM_MIN, Batch, Batcher, Layout
 from braid.core.wal.record import (
     RECORD_HEADER_SIZE,
@@ -755,10 +756,10 @@ class WalWriter:
     # -- segments no longer needed --------------------------------------------------------
 
     def _release_through(self, applied_lsn: int) -> int:
-        released = []
         with self._segments_lock:
-            while len(self._segments) > 1 and self._segments[1].first_lsn - 1 <= applied_lsn:
-                released.append(self._segments.pop(0).path)
+            count = releasable([segment.first_lsn for segment in self._segments], applied_lsn)
+            released = [segment.path for segment in self._segments[:count]]
+            del self._segments[:count]
         for path in released:
             path.unlink()
         if released:

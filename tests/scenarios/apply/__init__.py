@@ -1,0 +1,1 @@
+"""Scenarios for the pure apply/checkpoint/pinning/release rules (`braid.core.apply`)."""
