@@ -50,6 +50,7 @@ wal_segment_bytes = 32 * 1024 * 1024  # preallocated, zero-filled size of every 
 wal_segment_bytes_min = 64 * 1024  # the smallest `braid serve --wal-segment-bytes` accepts
 wal_batch_bytes_max = 4 * 1024 * 1024  # bytes written per group-commit batch (one fsync)
 wal_inline_sync_bytes_max = 64 * 1024  # a lone record this small is synced in the loop thread
+wal_segment_room_bytes_min = 4096  # a reopened segment is written on only with this much room
 
 # Applied state (the checkpoint of the log into the document tables).
 checkpoint_records_max = 65_536  # checkpoint once this many records are unapplied

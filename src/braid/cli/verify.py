@@ -31,7 +31,7 @@ from braid.cli.common import (
 )
 from braid.errors import APPLIED_STATE_CORRUPT, STORE_LOCKED, STORE_NOT_FOUND, BraidError
 from braid.storage.durable import DurableEngine
-from braid.storage.scan import APPLIED_FILE, CLEAN, DAMAGED, REPAIRABLE
+from braid.storage.scan import APPLIED_FILE, CLEAN, DAMAGED, REPAIRABLE, StoreVerdict
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
@@ -66,7 +66,7 @@ class Verdict:
     """What checking a store found."""
 
     path: Path
-    verdict: str = CLEAN
+    verdict: StoreVerdict = CLEAN
     error: BraidError | None = None  # why the store does not open
     repairs: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (document, detail)

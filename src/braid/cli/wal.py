@@ -30,7 +30,7 @@ from braid.cli.verify import STATUS_TEXT, handle_verify
 from braid.core.wal.ops import DeleteOp, FoldOp, InitOp, PatchOp, decode_op
 from braid.core.wal.record import Record, RecordType
 from braid.errors import STORE_NOT_FOUND, WAL_CORRUPT, BraidError
-from braid.storage.wal import LogAnalysis, analyze_log, list_segments
+from braid.storage.wal import LogAnalysis, LogVerdict, analyze_log, list_segments
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
@@ -99,9 +99,9 @@ def log_verdict_text(analysis: LogAnalysis) -> str:
         f"{_count(len(analysis.segments), 'segment')}, "
         f"{_count(len(records), 'intact record')} ({span})"
     )
-    if analysis.verdict == "clean":
+    if analysis.verdict is LogVerdict.CLEAN:
         return f"clean: {intact}"
-    if analysis.verdict == "torn":
+    if analysis.verdict is LogVerdict.TORN:
         return (
             f"torn: {analysis.detail}; {intact}. Recoverable: opening the store truncates "
             "the tail, which holds nothing acknowledged."
@@ -115,14 +115,14 @@ def _count(number: int, noun: str) -> str:
 
 
 def _verdict_json(directory: Path, analysis: LogAnalysis) -> dict[str, object]:
-    corrupt = analysis.verdict == "corrupt"
+    corrupt = analysis.verdict is LogVerdict.CORRUPT
     segment = analysis.problem_segment
     return {
         "path": str(directory),
         "verdict": analysis.verdict,
         "detail": analysis.detail,
         "segment": segment.name if segment is not None else None,
-        "offset": analysis.problem_offset if analysis.verdict != "clean" else None,
+        "offset": analysis.problem_offset if analysis.verdict is not LogVerdict.CLEAN else None,
         "segments": len(analysis.segments),
         "records": len(analysis.records),
         "code": WAL_CORRUPT.code if corrupt else None,

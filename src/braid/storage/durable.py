@@ -75,6 +75,7 @@ from braid.storage.scan import (
 )
 from braid.storage.wal import (
     SPARE_NAME,
+    LogVerdict,
     WalWriter,
     access_error,
     create_first_segment,
@@ -211,7 +212,7 @@ class DurableEngine:
             if not scan.log.segments:
                 create_first_segment(wal, self.config.segment_bytes)
                 scan.log = scan_store(self.directory).log
-            if scan.log.verdict == "torn":
+            if scan.log.verdict is LogVerdict.TORN:
                 repair_torn_tail(scan.log)
             if scan.rebuild_applied:
                 (self.directory / APPLIED_FILE).unlink(missing_ok=True)
@@ -456,10 +457,10 @@ class DurableEngine:
         fold = log.plan_fold(seq, document, history)
         if fold is None:
             return 0
-        self._check_open()
+        wal = self._check_open()
         entry = self._cache[key]
-        if entry.log is not log:
-            raise BraidError(DOCUMENT_NOT_FOUND, f"{key} changed during snapshot; retry")
+        # Nothing awaited since _readable returned `log`: nothing could replace it.
+        assert entry.log is log
         op = FoldOp(key, fold)
         kind, payload = encode_op(op)
         lsn, future = wal.append(kind, payload)
@@ -580,8 +581,9 @@ class DurableEngine:
         with contextlib.suppress(BraidError):
             await wal.sync()
         if self._checkpoint_task is not None:
-            with contextlib.suppress(BaseException):
-                await self._checkpoint_task
+            # Wait for it without taking on its outcome (logged by the task itself); a
+            # cancellation of this close still propagates.
+            await asyncio.wait([self._checkpoint_task])
         if self.config.checkpoint_on_close and not wal.failed:
             with contextlib.suppress(BraidError):
                 await self._checkpoint_now()

@@ -18,6 +18,7 @@ node detects"); anti-entropy between replicas is what repairs damage.
 
 from __future__ import annotations
 
+import enum
 import os
 import stat
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from braid.storage.applied import AppliedState
 from braid.storage.wal import (
     SPARE_NAME,
     LogAnalysis,
+    LogVerdict,
     access_error,
     analyze_log,
     spare_problem,
@@ -35,7 +37,17 @@ from braid.storage.wal import (
 
 APPLIED_FILE = "applied.sqlite3"
 WAL_DIRECTORY = "wal"
-CLEAN, REPAIRABLE, DAMAGED = "clean", "repairable", "damaged"
+
+
+class StoreVerdict(enum.StrEnum):
+    """What opening the store will do (see the module text)."""
+
+    CLEAN = "clean"
+    REPAIRABLE = "repairable"
+    DAMAGED = "damaged"
+
+
+CLEAN, REPAIRABLE, DAMAGED = StoreVerdict.CLEAN, StoreVerdict.REPAIRABLE, StoreVerdict.DAMAGED
 
 
 @dataclass
@@ -49,7 +61,7 @@ class StoreScan:
     error: BraidError | None = None  # why the store cannot be opened
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> StoreVerdict:
         if self.error is not None:
             return DAMAGED
         return REPAIRABLE if self.repairs else CLEAN
@@ -103,13 +115,13 @@ def _scan(scan: StoreScan) -> None:
 
 def _judge(scan: StoreScan, wal: Path) -> None:
     log = scan.log
-    if log.verdict == "corrupt":
+    if log.verdict is LogVerdict.CORRUPT:
         assert log.problem_segment is not None
         raise BraidError(
             WAL_CORRUPT,
             f"{log.detail} (offset {log.problem_offset}); files preserved in {wal}",
         )
-    if log.verdict == "torn":
+    if log.verdict is LogVerdict.TORN:
         scan.repairs.append(f"{log.detail}: truncated on open (a crash interrupted that write)")
     if not log.segments:
         if scan.applied_lsn is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import errno
 import logging
 import os
@@ -59,6 +60,7 @@ log = logging.getLogger("braid.store")
 _SEGMENT_NAME = re.compile(r"seg-(\d{8})\.wal")
 _SPARE_NAME = "spare.tmp"
 _ZEROS = bytes(1 << 20)
+_BLOCK_BYTES = 4096  # a file system block: files are grown in whole ones
 # Segments are written with O_DSYNC: each write returns once its data is durable, as a write
 # followed by fdatasync would, but in one system call. The writer thread then gives up and
 # retakes the interpreter lock once per batch instead of twice (each retake waits for the
@@ -137,13 +139,21 @@ class SegmentState:
     sealed: bool = False  # the log continues in the next segment
 
 
+class LogVerdict(enum.StrEnum):
+    """What the log's own scan concludes (`braid.storage.scan` judges the whole store)."""
+
+    CLEAN = "clean"
+    TORN = "torn"  # a crash interrupted the last write: the next open truncates it
+    CORRUPT = "corrupt"  # damage the log cannot explain by a crash: refused
+
+
 @dataclass
 class LogAnalysis:
     """What the log directory holds: every intact record in order, and a verdict."""
 
     segments: list[SegmentState] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
-    verdict: str = "clean"  # clean | torn | corrupt
+    verdict: LogVerdict = LogVerdict.CLEAN
     problem_segment: Path | None = None
     problem_offset: int = 0
     detail: str = ""
@@ -192,7 +202,7 @@ def analyze_log(directory: Path) -> LogAnalysis:
                     f"yet {evidence}"
                 )
                 return _corrupt(analysis, path, scan.damaged_at, detail)
-            analysis.verdict = "torn"
+            analysis.verdict = LogVerdict.TORN
             analysis.problem_segment = path
             analysis.problem_offset = scan.damaged_at
             analysis.detail = f"torn tail at offset {scan.damaged_at} of {path.name}"
@@ -235,7 +245,7 @@ def _segment_problem(
 
 
 def _corrupt(analysis: LogAnalysis, path: Path, offset: int, detail: str) -> LogAnalysis:
-    analysis.verdict = "corrupt"
+    analysis.verdict = LogVerdict.CORRUPT
     analysis.problem_segment = path
     analysis.problem_offset = offset
     analysis.detail = f"{path.name}: {detail}"
@@ -279,7 +289,7 @@ def _later_batch_anywhere(
 
 def repair_torn_tail(analysis: LogAnalysis) -> None:
     """Zero the torn tail and drop the segments after it (they hold nothing durable)."""
-    assert analysis.verdict == "torn"
+    assert analysis.verdict is LogVerdict.TORN
     assert analysis.problem_segment is not None
     path = analysis.problem_segment
     with open(path, "r+b") as handle:
@@ -296,12 +306,12 @@ def repair_torn_tail(analysis: LogAnalysis) -> None:
     for discarded in analysis.discard_segments:
         discarded.unlink()
     fsync_directory(path.parent)
-    analysis.verdict = "clean"
+    analysis.verdict = LogVerdict.CLEAN
     analysis.discard_segments = []
 
 
 def raise_if_corrupt(analysis: LogAnalysis) -> None:
-    if analysis.verdict == "corrupt":
+    if analysis.verdict is LogVerdict.CORRUPT:
         raise BraidError(
             WAL_CORRUPT,
             f"{analysis.detail}; files preserved in {analysis.problem_segment}",
@@ -334,7 +344,7 @@ def spare_problem(
 def _grow_zeroed(path: Path, size: int) -> None:
     """Make the zero-filled file at `path` at least `size` bytes (rounded up to 4 KiB),
     writing the zeros (so the blocks exist) and syncing them."""
-    target = -(-size // 4096) * 4096
+    target = -(-size // _BLOCK_BYTES) * _BLOCK_BYTES
     if path.stat().st_size >= target:
         return
     with open(path, "r+b") as handle:
@@ -362,7 +372,7 @@ def create_first_segment(directory: Path, segment_bytes: int) -> None:
 
 # -- the writer ----------------------------------------------------------------------------
 
-_SPARE_BYTES_MIN = 2 * 4096  # no segment is smaller (the writer needs room in one)
+_SPARE_BYTES_MIN = 2 * _BLOCK_BYTES  # no segment is smaller (the writer needs room in one)
 
 
 class _NothingWritten(Exception):
@@ -423,7 +433,7 @@ class WalWriter:
         next_lsn: int,
         segment_bytes: int = limits.wal_segment_bytes,
     ) -> None:
-        assert analysis.verdict == "clean"
+        assert analysis.verdict is LogVerdict.CLEAN
         self._directory = directory
         self._segment_bytes = segment_bytes
         self._spare_lock = threading.Lock()

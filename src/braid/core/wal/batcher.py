@@ -43,7 +43,7 @@ W = TypeVar("W")
 
 SEAL_BYTES = RECORD_HEADER_SIZE + 8  # a seal record: its header and the next segment's index
 # A segment is written on after a reopen only if at least this much room is left in it.
-SEGMENT_ROOM_MIN = 4096
+SEGMENT_ROOM_MIN = limits.wal_segment_room_bytes_min
 assert SEGMENT_ROOM_MIN > SEAL_BYTES + RECORD_HEADER_SIZE
 
 

@@ -71,9 +71,11 @@ assert SEGMENT_HEADER.size == SEGMENT_HEADER_SIZE
 assert RECORD_HEADER.size == RECORD_HEADER_SIZE
 assert SEGMENT_HEADER_SIZE % RECORD_ALIGN == 0
 assert RECORD_HEADER_SIZE % RECORD_ALIGN == 0
-assert limits.wal_batch_bytes_max + limits.wal_record_payload_bytes_max + 4096 < (
-    limits.wal_segment_bytes - SEGMENT_HEADER_SIZE
-)
+assert (
+    limits.wal_batch_bytes_max
+    + limits.wal_record_payload_bytes_max
+    + limits.wal_segment_room_bytes_min
+) < (limits.wal_segment_bytes - SEGMENT_HEADER_SIZE)
 
 _CRC_FROM = 8  # the CRC covers the header from the lsn on, then the payload
 _ZERO_HEADER = bytes(RECORD_HEADER_SIZE)
