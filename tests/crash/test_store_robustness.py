@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -46,6 +45,7 @@ from braid.errors import (
     WAL_CORRUPT,
 )
 from braid.storage.wal import list_segments
+from tests.support.files import file_hashes
 
 SEGMENT_BYTES = 32 * 1024
 CONFIG = DurableConfig(
@@ -104,14 +104,6 @@ async def write_store(directory: Path, head: int, config: DurableConfig = CONFIG
 def build(directory: Path, head: int = 250) -> Path:
     asyncio.run(write_store(directory, head))
     return directory
-
-
-def file_hashes(directory: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
-    }
 
 
 async def read_head(directory: Path) -> tuple[dict[str, object], int]:

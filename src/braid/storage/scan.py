@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,24 +179,21 @@ def _check_spare(scan: StoreScan, spare: Path) -> None:
 
 def _is_directory(path: Path) -> bool:
     """Whether `path` is a directory; a path that exists but is not one is STORE_ACCESS."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return False
-    except OSError as error:
-        raise access_error(path, error, "cannot examine") from None
-    if not stat.S_ISDIR(mode):
-        raise BraidError(STORE_ACCESS, f"{path} is not a directory")
-    return True
+    return _exists_as(path, stat.S_ISDIR, "a directory")
 
 
 def _is_file(path: Path) -> bool:
+    """Whether `path` is a regular file; a path that exists but is not one is STORE_ACCESS."""
+    return _exists_as(path, stat.S_ISREG, "a regular file")
+
+
+def _exists_as(path: Path, kind: Callable[[int], bool], name: str) -> bool:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         return False
     except OSError as error:
         raise access_error(path, error, "cannot examine") from None
-    if not stat.S_ISREG(mode):
-        raise BraidError(STORE_ACCESS, f"{path} is not a regular file")
+    if not kind(mode):
+        raise BraidError(STORE_ACCESS, f"{path} is not {name}")
     return True
