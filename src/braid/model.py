@@ -70,15 +70,16 @@ def validate_key(key: str) -> None:
     (Unicode category Cc). Format characters (U+200D inside emoji sequences), non-ASCII
     spaces and line separators are allowed; a lone surrogate is not UTF-8 and is refused.
 
-    Runs on every request: an ASCII key, the common case, takes two C-level scans (for
-    ASCII `isprintable` is exactly "not Cc", and its UTF-8 size is its length)."""
+    Runs on every request, so the common cases stay in C scans: a printable key (most are)
+    holds no Cc and no surrogate, so the character class is searched only in the others; an
+    ASCII key's UTF-8 size is its length."""
     if not isinstance(key, str) or not key:
         raise BraidError(INVALID_KEY, f"invalid key {key!r}: must be a non-empty string")
-    if key.isascii() and key.isprintable():
+    if not key.isprintable() and _CONTROL_CHARACTER.search(key) is not None:
+        raise BraidError(INVALID_KEY, f"invalid key {key!r}: control characters")
+    if key.isascii():
         size = len(key)
     else:
-        if _CONTROL_CHARACTER.search(key) is not None:
-            raise BraidError(INVALID_KEY, f"invalid key {key!r}: control characters")
         try:
             size = len(key.encode("utf-8"))
         except UnicodeEncodeError:
