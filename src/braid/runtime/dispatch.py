@@ -40,7 +40,9 @@ def dispatch(
         return _patch(service, request) if started is None else started
     if isinstance(request, schema.Get):
         change = service.get_nowait(request.key)
-        return _get(service, request) if change is None else _change(change)
+        if change is None:
+            return _get(service, request)
+        return schema.Change(change.document, change.seq, change.reads)
     if isinstance(request, schema.Initialize):
         return _initialize(service, request)
     if isinstance(request, schema.Compute):
