@@ -51,7 +51,6 @@ from braid.core.wal.record import (
 from braid.errors import (
     DISK_FULL,
     STORE_ACCESS,
-    WAL_CORRUPT,
     WAL_FAILED,
     BraidError,
 )
@@ -308,14 +307,6 @@ def repair_torn_tail(analysis: LogAnalysis) -> None:
     fsync_directory(path.parent)
     analysis.verdict = LogVerdict.CLEAN
     analysis.discard_segments = []
-
-
-def raise_if_corrupt(analysis: LogAnalysis) -> None:
-    if analysis.verdict is LogVerdict.CORRUPT:
-        raise BraidError(
-            WAL_CORRUPT,
-            f"{analysis.detail}; files preserved in {analysis.problem_segment}",
-        )
 
 
 def spare_problem(
