@@ -2,11 +2,12 @@
 
 Each TCP connection is an `asyncio.Protocol` driving one sans-I/O `Connection`. Requests go
 to the store through `dispatch` (runtime/dispatch.py), the one request path: answered at
-once, on a future's completion, or by a task; their answers go back on their stream. Bounds, none of them a
-queue: `streams_max` requests in flight per connection (enforced by the connection itself)
-and `node_requests_max` over the node; past either, the request is answered OVERLOADED at
-once. A connection whose peer does not read its answers is paused (no more reading) until
-its send buffer drains, so a slow client cannot make the node buffer without bound.
+once, on a future's completion, or by a task; their answers go back on their stream.
+Bounds, none of them a queue: `streams_max` requests in flight per connection (enforced by
+the connection itself) and `node_requests_max` over the node; past either, the request is
+answered OVERLOADED at once. A connection whose peer does not read its answers is paused
+(no more reading) until its send buffer drains, so a slow client cannot make the node
+buffer without bound.
 
 Every admitted request ends in exactly one answer with a code, whatever it raises: `_start`
 takes its node-wide slot, `_finish` gives it back, `_failure` turns any exception into the
