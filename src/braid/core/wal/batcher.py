@@ -127,7 +127,8 @@ class Batcher(Generic[W]):
                 f"record of {len(payload)} bytes; the limit is "
                 f"{limits.wal_record_payload_bytes_max}",
             )
-        self.check()
+        if self.failure is not None or self.rolling_back or self.closing:
+            self.check()  # raises (written out: this runs for every record)
         lsn = self.next_lsn
         self.next_lsn = lsn + 1
         if not self._buffer:
