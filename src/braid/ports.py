@@ -2,15 +2,21 @@
 
 Each port has a real adapter (in `braid.runtime`) and a simulated one (in `braid.sim`), and
 one contract suite (`tests/contract/`) runs against both, so the simulator proves the same
-behaviour the real node relies on (DESIGN §4). The applied state has a port of its own once
-its rules are pure; the transport and the archive come with replication and the cold tier.
+behaviour the real node relies on (DESIGN §4): the disk the log is written on (`Disk`), the
+applied state (`AppliedStore`: SQLite for real, `braid.storage.applied.AppliedState`) and the
+clock. The transport and the archive come with replication and the cold tier.
 
-Paths are strings relative to the port's root directory, with "/" between parts.
+Disk paths are strings relative to the port's root directory, with "/" between parts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Protocol
+
+from braid.core.document import DocumentLog
+from braid.core.wal.ops import Op
+from braid.model import DocumentInfo, Key
 
 
 class Disk(Protocol):
@@ -62,6 +68,27 @@ class Disk(Protocol):
     def sync_directory(self, directory: str) -> None:
         """Make the creations, renames and removals in `directory` so far durable."""
         ...
+
+
+class AppliedStore(Protocol):
+    """The applied state: every document's deltas as of a log position (`applied_lsn`).
+
+    `checkpoint` applies operations in log order and records the lsn it applied through,
+    atomically and durably: after a crash the store holds all of a checkpoint or none of it.
+    SQLite's atomicity is trusted for the real adapter; braid's use of it is what is tested.
+    """
+
+    def applied_lsn(self) -> int: ...
+
+    def load(self, key: Key) -> DocumentLog | None:
+        """The document as checkpointed (a copy the caller may change), or None."""
+        ...
+
+    def inventory(self) -> Iterator[DocumentInfo]: ...
+
+    def checkpoint(self, operations: Sequence[Op], through_lsn: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Clock(Protocol):
