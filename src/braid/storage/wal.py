@@ -363,7 +363,8 @@ def create_first_segment(directory: Path, segment_bytes: int) -> None:
 
 # -- the writer ----------------------------------------------------------------------------
 
-_SPARE_BYTES_MIN = 2 * _BLOCK_BYTES  # no segment is smaller (the writer needs room in one)
+# No segment is smaller: a header and the room a reopened segment needs to be written on.
+_SPARE_BYTES_MIN = SEGMENT_HEADER_SIZE + SEGMENT_ROOM_MIN
 
 
 class _NothingWritten(Exception):
