@@ -68,6 +68,7 @@ from typing import Any
 import pytest
 
 import braid
+from braid import errors
 from braid.core.wal.ops import decode_op
 from braid.core.wal.record import RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, RecordType
 from braid.storage.applied import AppliedState
@@ -93,8 +94,8 @@ SEGMENT_FIRST_LSN_OFFSET = 24
 CLI_TIMEOUT_SECONDS = 60
 CHILD_TIMEOUT_SECONDS = 60
 
-WAL_CORRUPT = 3001
-APPLIED_STATE_CORRUPT = 3010
+WAL_CORRUPT = errors.WAL_CORRUPT.code
+APPLIED_STATE_CORRUPT = errors.APPLIED_STATE_CORRUPT.code
 EXIT_BY_VERDICT = {"clean": 0, "repairable": 1, "damaged": 2}
 
 TARGETS = ["seg-oldest", "seg-middle", "seg-newest", "spare", "applied", "lock"]

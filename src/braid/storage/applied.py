@@ -91,8 +91,9 @@ def _chunk_check(
     return crc32c.crc32c(data, row_check(space, key, seq_end, seq_begin, deltas))
 
 
-def storage_error(path: Path, error: Exception, doing: str) -> BraidError:
-    """A failure of SQLite (or of decoding what it returned) as a catalogued error."""
+def storage_error(path: Path, error: Exception, doing: str, *, writing: bool = False) -> BraidError:
+    """A failure of SQLite (or of decoding what it returned) as a catalogued error; while
+    `writing`, an I/O failure is APPLIED_STATE_FAILED rather than damage."""
     info: ErrorInfo = APPLIED_STATE_CORRUPT
     if isinstance(error, sqlite3.Error):
         code = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF
@@ -100,7 +101,7 @@ def storage_error(path: Path, error: Exception, doing: str) -> BraidError:
             info = DISK_FULL
         elif code in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN):
             info = STORE_ACCESS
-        elif code not in (_SQLITE_CORRUPT, _SQLITE_NOTADB, 0) and doing.startswith("checkpoint"):
+        elif writing and code not in (_SQLITE_CORRUPT, _SQLITE_NOTADB, 0):
             info = APPLIED_STATE_FAILED
     return BraidError(info, f"{path}: {doing}: {error}")
 
@@ -171,8 +172,8 @@ class AppliedState:
         if row[1] != row_check("format", row[0]):
             raise BraidError(APPLIED_STATE_CORRUPT, f"{self.path}: the format row's checksum")
 
-    def _fail(self, error: Exception, doing: str) -> BraidError:
-        return storage_error(self.path, error, doing)
+    def _fail(self, error: Exception, doing: str, *, writing: bool = False) -> BraidError:
+        return storage_error(self.path, error, doing, writing=writing)
 
     def applied_lsn(self) -> int:
         try:
@@ -270,8 +271,6 @@ class AppliedState:
         except (sqlite3.Error, UnicodeDecodeError) as error:
             yield Problem(None, str(self._fail(error, "reading the tables")))
             return
-        with contextlib.suppress(BraidError):
-            self.applied_lsn()
         for space, key_text in keys:
             try:
                 key = Key(space, key_text)
@@ -314,7 +313,7 @@ class AppliedState:
                 with contextlib.suppress(sqlite3.Error):
                     writer.execute("ROLLBACK")
             if isinstance(error, sqlite3.Error):
-                raise self._fail(error, "checkpoint failed") from None
+                raise self._fail(error, "checkpoint failed", writing=True) from None
             raise
 
     def _apply(self, operations: Iterable[Op]) -> None:

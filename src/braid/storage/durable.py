@@ -207,8 +207,7 @@ class DurableEngine:
         wal = self.directory / WAL_DIRECTORY
         try:
             wal.mkdir(exist_ok=True)
-            for leftover in (wal / (SPARE_NAME + ".part"),):
-                leftover.unlink(missing_ok=True)
+            (wal / (SPARE_NAME + ".part")).unlink(missing_ok=True)  # a spare never finished
             if not scan.log.segments:
                 create_first_segment(wal, self.config.segment_bytes)
                 scan.log = scan_store(self.directory).log

@@ -57,7 +57,7 @@ from braid.errors import (
 
 log = logging.getLogger("braid.store")
 _SEGMENT_NAME = re.compile(r"seg-(\d{8})\.wal")
-_SPARE_NAME = "spare.tmp"
+SPARE_NAME = "spare.tmp"
 _ZEROS = bytes(1 << 20)
 _BLOCK_BYTES = 4096  # a file system block: files are grown in whole ones
 # Segments are written with O_DSYNC: each write returns once its data is durable, as a write
@@ -71,7 +71,6 @@ def segment_path(directory: Path, index: int) -> Path:
     return directory / f"seg-{index:08d}.wal"
 
 
-SPARE_NAME = _SPARE_NAME
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -349,7 +348,7 @@ def _grow_zeroed(path: Path, size: int) -> None:
 def create_first_segment(directory: Path, segment_bytes: int) -> None:
     """Create a new store's first segment (lsn 1, batch 1) before anything else of it, so
     that a store's applied state never exists without a log beside it."""
-    temporary = directory / (_SPARE_NAME + ".part")
+    temporary = directory / (SPARE_NAME + ".part")
     with open(temporary, "wb") as handle:
         handle.write(encode_segment_header(SegmentHeader(1, 1, 1, segment_bytes)))
         remaining = segment_bytes - SEGMENT_HEADER_SIZE
@@ -567,7 +566,7 @@ class WalWriter:
 
     def _write_sealed(
         self, batch: Batch[asyncio.Future[None]]
-    ) -> tuple[float, BaseException | None]:
+    ) -> tuple[float, _NothingWritten | _Fatal | None]:
         """Write a taken batch (either thread): seconds taken, or the error, which is
         recorded in the batcher at once (no more appends, or the batch given back)."""
         started = time.perf_counter()
@@ -615,12 +614,10 @@ class WalWriter:
         _resolve_all(released)
         self._drained.set()
 
-    def _fail(self, error: BaseException, batch_waiters: list[asyncio.Future[None]]) -> None:
+    def _fail(self, fatal: _Fatal, batch_waiters: list[asyncio.Future[None]]) -> None:
         """The log failed (event-loop thread): every waiter gets WAL_FAILED."""
-        cause = error.cause if isinstance(error, _Fatal) else error
-        waiting = error.waiters if isinstance(error, _Fatal) else []
-        failure = BraidError(WAL_FAILED, f"write or fsync of the log failed: {cause}")
-        _fail_all([*batch_waiters, *waiting], failure)
+        failure = BraidError(WAL_FAILED, f"write or fsync of the log failed: {fatal.cause}")
+        _fail_all([*batch_waiters, *fatal.waiters], failure)
         self._drained.set()
 
     # -- the writer thread -----------------------------------------------------------------
@@ -685,7 +682,7 @@ class WalWriter:
         it, zero-filled before it is named, and the header records the size it has."""
         if self._spare_thread is not None:
             self._spare_thread.join()
-        spare = self._directory / _SPARE_NAME
+        spare = self._directory / SPARE_NAME
         try:
             if not spare.exists():
                 self._prepare_spare()
@@ -733,14 +730,14 @@ class WalWriter:
         A spare that is not exactly that (a crash between writing a header into it and
         renaming it, or damage) is deleted and made again: it holds nothing of the log."""
         with self._spare_lock:
-            final = self._directory / _SPARE_NAME
+            final = self._directory / SPARE_NAME
             if final.exists():
                 problem = spare_problem(final, self._segment_bytes)
                 if problem is None:
                     return
                 log.warning("%s %s: made again (it holds no data)", final, problem)
                 final.unlink()
-            temporary = self._directory / (_SPARE_NAME + ".part")
+            temporary = self._directory / (SPARE_NAME + ".part")
             fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 remaining = self._segment_bytes
