@@ -38,8 +38,9 @@ class Disk(Protocol):
 
     def size(self, path: str) -> int: ...
 
-    def read(self, path: str) -> bytes:
-        """The whole file as the system sees it now (durable or not)."""
+    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        """The file's bytes from `offset` (`length` of them, or to the end) as the system
+        sees them now, durable or not."""
         ...
 
     def create(self, path: str, size: int) -> None:
@@ -55,6 +56,12 @@ class Disk(Protocol):
         """Make every write to `path` so far durable."""
         ...
 
+    def write_synced(self, path: str, offset: int, data: bytes | memoryview) -> int:
+        """Write a prefix of `data` at `offset`, durable when this returns (one system call
+        where the system allows: O_DSYNC); returns how many bytes were written. Only the
+        log's batches are written so, and a failure is as fatal as a failed `sync`."""
+        ...
+
     def rename(self, source: str, target: str) -> None:
         """Atomically give `source` the name `target` (durable after `sync_directory`)."""
         ...
@@ -67,6 +74,10 @@ class Disk(Protocol):
 
     def sync_directory(self, directory: str) -> None:
         """Make the creations, renames and removals in `directory` so far durable."""
+        ...
+
+    def close(self) -> None:
+        """Let go of whatever the adapter holds open (nothing written is affected)."""
         ...
 
 

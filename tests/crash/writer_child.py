@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import braid
 from braid.storage.applied import AppliedState
-from braid.storage.wal import WalWriter
+from braid.storage.logfiles import LogFiles
 from tests.support.json_model import merge_patch
 
 SPACE = "crash-space"
@@ -159,7 +159,7 @@ def install_stall(output: Output, point: str, after_acks: int, seconds: float) -
         AppliedState.checkpoint = after(AppliedState.checkpoint)  # type: ignore[method-assign]
     else:
         assert point == "segment-rotated"
-        WalWriter._rotate = after(WalWriter._rotate)  # type: ignore[method-assign]
+        LogFiles._rotate = after(LogFiles._rotate)  # type: ignore[method-assign]
 
 
 async def prepare(store: braid.Store, document: int, output: Output) -> tuple[int, dict[str, Any]]:

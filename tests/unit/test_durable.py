@@ -62,7 +62,7 @@ async def test_tiny_cache_evicts_yet_serves_every_document(tmp_path: Path) -> No
     for key in keys:
         await fill(engine, key, 5)
     await engine.inventory()  # forces a checkpoint, unpinning everything
-    assert len(engine._cache) < len(keys)
+    assert len(engine._documents.cache) < len(keys)
     for key in keys:
         change = await engine.get(key)
         assert change.seq == 5

@@ -8,12 +8,15 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from braid.core.wal.batcher import Batch
+from braid.core.wal.batcher import Batch, Batcher
 from braid.core.wal.record import RecordType
 from braid.errors import BraidError
+from braid.runtime.disk import RealDisk
+from braid.storage.logfiles import LogFiles
 from braid.storage.wal import WalWriter, analyze_log
 
 SEGMENT_BYTES = 1 << 20
@@ -21,7 +24,8 @@ SEGMENT_BYTES = 1 << 20
 
 async def new_writer(directory: Path) -> WalWriter:
     directory.mkdir(exist_ok=True)
-    return WalWriter(directory, analyze_log(directory), 1, SEGMENT_BYTES)
+    files = LogFiles(RealDisk(directory), directory, SEGMENT_BYTES)
+    return WalWriter(files, analyze_log(directory), 1)
 
 
 def payloads_on_disk(directory: Path) -> list[bytes]:
@@ -31,22 +35,22 @@ def payloads_on_disk(directory: Path) -> list[bytes]:
 
 
 class BatchLog:
-    """Wraps `_write_batch` to note, per batch: the writing thread, record count, start."""
+    """Wraps `LogFiles.write` to note, per batch: the writing thread, record count, start."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, delay_first: float = 0.0) -> None:
         self.batches: list[tuple[str, int, float]] = []
-        original = WalWriter._write_batch
+        original = LogFiles.write
         log = self
 
-        def recording(writer: WalWriter, batch: Batch[asyncio.Future[None]]) -> None:
+        def recording(files: LogFiles, batch: Batch[Any], batcher: Batcher[Any], lock: Any) -> None:
             log.batches.append(
                 (threading.current_thread().name, len(batch.waiters), time.monotonic())
             )
             if delay_first and len(log.batches) == 1:
                 time.sleep(delay_first)
-            original(writer, batch)
+            original(files, batch, batcher, lock)
 
-        monkeypatch.setattr(WalWriter, "_write_batch", recording)
+        monkeypatch.setattr(LogFiles, "write", recording)
 
 
 async def test_a_lone_record_is_written_inline_and_a_burst_by_the_writer_thread(
@@ -141,13 +145,13 @@ async def test_close_right_after_a_lone_append_writes_it_and_stops(
     writer = await new_writer(tmp_path)
     await writer.append(RecordType.PATCH, b"first")[1]  # the segment exists now
     await asyncio.sleep(0.05)  # the writer thread is idle
-    original = WalWriter._write_batch
+    original = LogFiles.write
 
-    def slow(self: WalWriter, batch: Batch[asyncio.Future[None]]) -> None:
+    def slow(files: LogFiles, batch: Batch[Any], batcher: Batcher[Any], lock: Any) -> None:
         time.sleep(0.1)  # lets the woken writer thread look while this write is in progress
-        original(self, batch)
+        original(files, batch, batcher, lock)
 
-    monkeypatch.setattr(WalWriter, "_write_batch", slow)
+    monkeypatch.setattr(LogFiles, "write", slow)
     _, future = writer.append(RecordType.PATCH, b"last")
     async with asyncio.timeout(5):
         await writer.close()  # runs up to its first wait before the append's kick

@@ -11,7 +11,11 @@ the `random.Random` given, so a seed replays exactly.
 Faults, armed by the simulation: `fail_next_sync(path)` makes the next sync of a file raise
 OSError(EIO), and every later sync of it until a crash (fsyncgate: what it covered may or
 may not be on disk, and must never be reported durable); `capacity_bytes` makes a write or
-create that would allocate past it raise OSError(ENOSPC) having written nothing.
+create that would allocate past it raise OSError(ENOSPC) having written nothing;
+`crash_after(count)` makes the count-th change from now (a create, write, sync, rename,
+remove, ...) raise `SimulatedCrash` instead of returning: the machine stopped there, in the
+middle of whatever sequence of operations the code was making. A write it stops in is
+pending (the crash that follows may keep it, torn or whole); any other change is not made.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ import random
 from dataclasses import dataclass, field
 
 _Entries = dict[str, int]  # name → inode, for one directory
+
+
+class SimulatedCrash(Exception):
+    """The simulated machine stopped (`SimDisk.crash_after`): call `crash`, then reopen."""
 
 
 @dataclass
@@ -52,8 +60,10 @@ class SimDisk:
         self._directories: dict[str, _Directory] = {"": _Directory()}
         self._next_inode = 1
         self._failing: set[str] = set()
+        self._crash_countdown: int | None = None
         self.syncs = 0  # counters, for the simulation's reports
         self.crashes = 0
+        self.changes = 0
 
     # -- the Disk port --------------------------------------------------------------------
 
@@ -70,10 +80,13 @@ class SimDisk:
     def size(self, path: str) -> int:
         return len(self._file(path).current)
 
-    def read(self, path: str) -> bytes:
-        return bytes(self._file(path).current)
+    def read(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        current = self._file(path).current
+        end = len(current) if length is None else offset + length
+        return bytes(current[offset:end])
 
     def create(self, path: str, size: int) -> None:
+        self._step()
         parent, name = _split(path)
         folder = self._directory(parent)
         if name in folder.current or path in self._directories:
@@ -84,6 +97,7 @@ class SimDisk:
         self._change(folder, "create", name, inode)
 
     def make_directory(self, path: str) -> None:
+        self._step()
         parent, name = _split(path)
         folder = self._directory(parent)
         if name in folder.current or path in self._directories:
@@ -91,13 +105,20 @@ class SimDisk:
         self._directories[path] = _Directory()
         self._change(folder, "mkdir", name, 0)
 
-    def write(self, path: str, offset: int, data: bytes) -> None:
+    def write(self, path: str, offset: int, data: bytes | memoryview) -> None:
         file = self._file(path)
         self._allocate(max(0, offset + len(data) - len(file.current)))
         _apply(file.current, offset, data)
         file.pending.append((offset, bytes(data)))
+        self._step()  # a crash here leaves the write pending
+
+    def write_synced(self, path: str, offset: int, data: bytes | memoryview) -> int:
+        self.write(path, offset, data)
+        self.sync(path)
+        return len(data)
 
     def sync(self, path: str) -> None:
+        self._step()
         file = self._file(path)
         self.syncs += 1
         if path in self._failing:
@@ -111,6 +132,7 @@ class SimDisk:
         file.pending.clear()
 
     def rename(self, source: str, target: str) -> None:
+        self._step()
         source_parent, source_name = _split(source)
         target_parent, target_name = _split(target)
         assert source_parent == target_parent, "renames stay within one directory"
@@ -122,6 +144,7 @@ class SimDisk:
         self._change(folder, "create", target_name, inode)
 
     def remove(self, path: str) -> None:
+        self._step()
         parent, name = _split(path)
         folder = self._directory(parent)
         inode = folder.current.get(name)
@@ -130,21 +153,31 @@ class SimDisk:
         self._change(folder, "remove", name, inode)
 
     def sync_directory(self, directory: str) -> None:
+        self._step()
         folder = self._directory(directory)
         self.syncs += 1
         for change in folder.pending:
             _change_entries(folder.durable, change)
         folder.pending.clear()
 
+    def close(self) -> None:
+        pass
+
     # -- faults ---------------------------------------------------------------------------
 
     def fail_next_sync(self, path: str) -> None:
         self._failing.add(path)
 
+    def crash_after(self, count: int | None) -> None:
+        """Stop the machine at the count-th change from now (1: the next); None: never."""
+        assert count is None or count >= 1
+        self._crash_countdown = count
+
     def crash(self, rng: random.Random) -> None:
         """Lose what was not durable: each file and directory keeps a random prefix of its
         pending changes (a file's last kept write torn at a random byte)."""
         self.crashes += 1
+        self._crash_countdown = None
         self._failing.clear()
         for _, folder in sorted(self._directories.items()):
             kept = rng.randint(0, len(folder.pending))
@@ -166,6 +199,16 @@ class SimDisk:
         self._forget_unreachable()
 
     # -- inside ---------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        """Count a change; raise SimulatedCrash when it is the one the machine stops at."""
+        self.changes += 1
+        countdown = self._crash_countdown
+        if countdown is not None:
+            if countdown <= 1:
+                self._crash_countdown = 0  # every change after the stop fails too
+                raise SimulatedCrash(f"the machine stopped at change {self.changes}")
+            self._crash_countdown = countdown - 1
 
     def _directory(self, path: str) -> _Directory:
         folder = self._directories.get(path)
@@ -216,7 +259,7 @@ class SimDisk:
         self._files = {inode: self._files[inode] for inode in reachable}
 
 
-def _apply(target: bytearray, offset: int, data: bytes) -> None:
+def _apply(target: bytearray, offset: int, data: bytes | memoryview) -> None:
     if offset > len(target):
         target.extend(bytes(offset - len(target)))
     target[offset : offset + len(data)] = data

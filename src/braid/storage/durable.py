@@ -3,12 +3,10 @@
 A write is checked against the document (pure `DocumentLog` rules), framed into the log's
 open batch, applied to the cached document, and acknowledged when the batch's fsync returns.
 Reads of a document wait for its last write to be durable, so nothing is ever returned that
-a crash could take back.
-
-Documents with operations not yet checkpointed are *pinned* in the cache (the applied state
-does not have them yet); others are evicted least-recently-used past
-`limits.document_cache_bytes_max`. Deleted documents stay as pinned tombstones until their
-delete is checkpointed.
+a crash could take back. The documents and their cache are `braid.storage.documents`, the
+log's files `braid.storage.logfiles`, the rules between them `braid.core.apply`: this
+module drives them with the event loop, threads and timers (the crash search in
+`braid.sim.store` drives the same parts from a seed).
 
 A checkpoint (in its own thread) applies durable operations to the applied state, records
 the lsn, and then releases log segments at or below it. On open the store replays the log
@@ -39,33 +37,26 @@ import fcntl
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
-
 from braid import limits
 from braid.core.apply import ApplyRules
 from braid.core.document import DocumentLog, check_initialize, check_updates
-from braid.core.wal.ops import DeleteOp, FoldOp, InitOp, Op, PatchOp, decode_op, encode_op
-from braid.core.wal.record import RecordType
 from braid.errors import (
-    APPLIED_STATE_CORRUPT,
-    DISK_FULL,
-    DOCUMENT_NOT_FOUND,
-    STORE_ACCESS,
     STORE_CLOSED,
     STORE_LOCKED,
     STORE_NOT_FOUND,
     STORE_READ_ONLY,
-    WAL_CORRUPT,
     BraidError,
 )
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
+from braid.runtime.disk import RealDisk
 from braid.storage.applied import AppliedState
+from braid.storage.documents import Documents
+from braid.storage.logfiles import LogFiles, access_error
 from braid.storage.scan import (
     APPLIED_FILE,
     WAL_DIRECTORY,
@@ -73,18 +64,9 @@ from braid.storage.scan import (
     scan_store,
     store_exists,
 )
-from braid.storage.wal import (
-    SPARE_NAME,
-    LogVerdict,
-    WalWriter,
-    access_error,
-    create_first_segment,
-    repair_torn_tail,
-)
+from braid.storage.wal import WalWriter
 
 log = logging.getLogger("braid.store")
-# Errors replaying the log can meet that are the applied state's or the disk's, not the log's.
-_NOT_THE_LOGS_FAULT = (APPLIED_STATE_CORRUPT, STORE_ACCESS, DISK_FULL)
 LOCK_FILE = "LOCK"
 
 
@@ -104,16 +86,6 @@ class OpenReport:
     replayed_records: int
     torn_tail_repaired: bool
     detail: str
-
-
-class _Entry:
-    """A cached document (None: deleted, pending checkpoint) and the lsn of its newest write."""
-
-    __slots__ = ("last_lsn", "log")
-
-    def __init__(self, log: DocumentLog | None) -> None:
-        self.log = log
-        self.last_lsn = 0
 
 
 class DurableEngine:
@@ -144,8 +116,6 @@ class DurableEngine:
         self.directory = directory
         self.config = config
         self.read_only = read_only
-        self._cache: OrderedDict[Key, _Entry] = OrderedDict()
-        self._cache_bytes = 0
         self._closed = False
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._checkpoint_timer: asyncio.TimerHandle | None = None
@@ -168,9 +138,10 @@ class DurableEngine:
                 raise BraidError(STORE_NOT_FOUND, f"no braid store at {directory}")
             scan.raise_if_damaged()
             self.scan = scan
+            files: LogFiles | None = None
             if not read_only:
                 _note_holder(directory)
-                self._prepare_for_writing(scan)
+                files = self._prepare_for_writing(scan)
             applied_path = directory / APPLIED_FILE
             if read_only and scan.applied_lsn is None:
                 applied = None  # rebuilt from the log in memory below
@@ -179,19 +150,14 @@ class DurableEngine:
             self._applied = applied
             applied_lsn = applied.applied_lsn() if applied is not None else 0
             self._rules = ApplyRules(applied_lsn, config.checkpoint_records)
-            self.report = self._recover(scan)
-            if not read_only:
-                try:
-                    self._wal = WalWriter(
-                        directory / WAL_DIRECTORY,
-                        scan.log,
-                        self._rules.applied_lsn + 1,
-                        config.segment_bytes,
-                    )
-                except OSError as error:
-                    path = Path(error.filename or directory / WAL_DIRECTORY)
-                    raise access_error(path, error, "cannot open the log at") from None
-                self._wal.on_rollback = self._revert_from
+            self._documents = Documents(
+                applied, self._rules, config.cache_bytes, directory / WAL_DIRECTORY
+            )
+            replayed = self._documents.recover(scan.log.records)
+            self.report = OpenReport(replayed, bool(scan.repairs), "; ".join(scan.repairs))
+            if files is not None:
+                self._wal = WalWriter(files, scan.log, self._rules.applied_lsn + 1)
+                self._wal.on_rollback = self._documents.revert_from
                 if self._rules.pending:
                     await self._checkpoint_now()
         except BaseException:
@@ -201,18 +167,14 @@ class DurableEngine:
             os.close(self._lock_fd)
             raise
 
-    def _prepare_for_writing(self, scan: StoreScan) -> None:
+    def _prepare_for_writing(self, scan: StoreScan) -> LogFiles:
         """Repair what the scan found repairable and create what a new store lacks; every
         step here is one a crash may interrupt and the next open redo."""
         wal = self.directory / WAL_DIRECTORY
         try:
             wal.mkdir(exist_ok=True)
-            (wal / (SPARE_NAME + ".part")).unlink(missing_ok=True)  # a spare never finished
-            if not scan.log.segments:
-                create_first_segment(wal, self.config.segment_bytes)
-                scan.log = scan_store(self.directory).log
-            if scan.log.verdict is LogVerdict.TORN:
-                repair_torn_tail(scan.log)
+            files = LogFiles(RealDisk(wal), wal, self.config.segment_bytes)
+            scan.log = files.prepare(scan.log)
             if scan.rebuild_applied:
                 (self.directory / APPLIED_FILE).unlink(missing_ok=True)
         except OSError as error:
@@ -221,119 +183,7 @@ class DurableEngine:
             ) from None
         for repair in scan.repairs:
             log.warning("%s: %s", self.directory, repair)
-
-    def _recover(self, scan: StoreScan) -> OpenReport:
-        analysis = scan.log
-        repaired = bool(scan.repairs)
-        detail = "; ".join(scan.repairs)
-        applied_lsn = self._rules.applied_lsn
-        replayed = 0
-        for record in analysis.records:
-            if record.lsn <= applied_lsn or record.type is RecordType.COMMIT:
-                continue
-            try:
-                op = decode_op(record.type, record.payload)
-                self._replay(op, record.lsn)
-            except BraidError as error:
-                if error.info in _NOT_THE_LOGS_FAULT:
-                    # The document the record applies to cannot be loaded: the log is fine,
-                    # its tail just cannot be replayed onto that document.
-                    raise BraidError(
-                        error.info,
-                        f"{error.detail}; the log's record lsn {record.lsn} still has to be "
-                        "applied to that document, so the store cannot open",
-                    ) from None
-                raise self._unappliable(record.lsn, error) from None
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
-                raise self._unappliable(record.lsn, error) from None
-            replayed += 1
-        return OpenReport(replayed, repaired, detail)
-
-    def _unappliable(self, lsn: int, error: Exception) -> BraidError:
-        wal_directory = self.directory / WAL_DIRECTORY
-        return BraidError(
-            WAL_CORRUPT, f"record lsn {lsn} in {wal_directory} cannot be applied: {error}"
-        )
-
-    def _replay(self, op: Op, lsn: int) -> None:
-        """Apply a logged operation again; it was checked when first written."""
-        entry = self._entry(op.key)
-        if isinstance(op, InitOp):
-            if entry is not None and entry.log is not None:
-                raise DocumentLog.refuse_initialize_existing()
-            self._install(op.key, DocumentLog([op.update]))
-        else:
-            if entry is None or entry.log is None:
-                raise BraidError(DOCUMENT_NOT_FOUND, f"logged operation on missing {op.key}")
-            if isinstance(op, PatchOp):
-                entry.log.check_patch(op.updates)
-                self._grow(entry, op.updates)
-            elif isinstance(op, FoldOp):
-                self._fold(entry, op)
-            elif isinstance(op, DeleteOp):
-                self._tombstone(op.key)
-        self._note_pending(op, lsn)
-
-    # -- cache ------------------------------------------------------------------------------
-
-    def _entry(self, key: Key) -> _Entry | None:
-        entry = self._cache.get(key)
-        if entry is not None:
-            self._cache.move_to_end(key)
-            return entry
-        log = self._applied.load(key) if self._applied is not None else None
-        if log is None:
-            return None
-        entry = _Entry(log)
-        self._cache[key] = entry
-        self._cache_bytes += log.bytes
-        self._evict(keep=key)
-        return entry
-
-    def _install(self, key: Key, log: DocumentLog) -> _Entry:
-        old = self._cache.pop(key, None)
-        if old is not None and old.log is not None:
-            self._cache_bytes -= old.log.bytes
-        entry = _Entry(log)
-        if old is not None:
-            entry.last_lsn = old.last_lsn
-        self._cache[key] = entry
-        self._cache_bytes += log.bytes
-        return entry
-
-    def _tombstone(self, key: Key) -> None:
-        entry = self._cache[key]
-        assert entry.log is not None
-        self._cache_bytes -= entry.log.bytes
-        entry.log = None
-
-    def _grow(self, entry: _Entry, updates: Sequence[Update], size: int | None = None) -> None:
-        assert entry.log is not None
-        before = entry.log.bytes
-        entry.log.append(updates, size)
-        self._cache_bytes += entry.log.bytes - before
-
-    def _fold(self, entry: _Entry, op: FoldOp) -> None:
-        assert entry.log is not None
-        before = entry.log.bytes
-        entry.log.apply_fold(op.fold)
-        self._cache_bytes += entry.log.bytes - before
-
-    def _evict(self, keep: Key | None = None) -> None:
-        """Drop least-recently-used unpinned documents until under the bound; never `keep`
-        (the entry a caller is about to use)."""
-        if self._cache_bytes <= self.config.cache_bytes:
-            return
-        pinned = self._rules.pinned
-        for key in list(self._cache):
-            if self._cache_bytes <= self.config.cache_bytes:
-                return
-            entry = self._cache[key]
-            if pinned(entry.last_lsn) or key == keep:
-                continue  # pinned: not yet in the applied state, or in use
-            del self._cache[key]
-            if entry.log is not None:
-                self._cache_bytes -= entry.log.bytes
+        return files
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -356,40 +206,9 @@ class DurableEngine:
             raise BraidError(STORE_READ_ONLY, f"the store at {self.directory} is open read-only")
         return self._wal
 
-    def _revert_from(self, first_lsn: int) -> None:
-        """The log gave back every record from `first_lsn` on (the disk was full): drop
-        those operations and rebuild the documents they touched from what is durable."""
-        for key, remaining in self._rules.reverted(first_lsn).items():
-            old = self._cache.pop(key, None)
-            if old is not None and old.log is not None:
-                self._cache_bytes -= old.log.bytes
-            self._rebuild(key, remaining)
-
-    def _rebuild(self, key: Key, operations: list[tuple[int, Op]]) -> None:
-        """Cache `key` as the applied state holds it plus its durable pending operations."""
-        entry = self._entry(key)
-        for lsn, op in operations:
-            if isinstance(op, InitOp):
-                entry = self._install(key, DocumentLog([op.update]))
-            elif entry is not None and entry.log is not None:
-                if isinstance(op, PatchOp):
-                    self._grow(entry, op.updates)
-                elif isinstance(op, FoldOp):
-                    self._fold(entry, op)
-                elif isinstance(op, DeleteOp):
-                    self._tombstone(key)
-            assert entry is not None, f"pending operation on {key}, absent from the store"
-            entry.last_lsn = lsn
-
-    def _note_pending(self, op: Op, lsn: int) -> None:
-        entry = self._cache[op.key]
-        entry.last_lsn = lsn
-        self._rules.logged(lsn, op)
-
-    def _after_log(self, op: Op, lsn: int, future: asyncio.Future[None]) -> asyncio.Future[None]:
-        """Record the write as pending; the caller awaits the returned durability future
+    def _after_log(self, future: asyncio.Future[None]) -> asyncio.Future[None]:
+        """A write was logged (pending); the caller awaits the returned durability future
         (its own record's, so a cancelled caller disturbs nobody else)."""
-        self._note_pending(op, lsn)
         # A checkpoint needs a look only once one is due or no timer is set yet.
         if self._rules.due or self._checkpoint_timer is None:
             self._maybe_checkpoint()
@@ -401,14 +220,7 @@ class DurableEngine:
         if wal.full:
             await wal.wait_for_room()
         wal = self._check_open()
-        entry = self._entry(key)
-        if entry is not None and entry.log is not None:
-            raise DocumentLog.refuse_initialize_existing()
-        op = InitOp(key, update)
-        kind, payload = encode_op(op)
-        lsn, future = wal.append(kind, payload)
-        self._install(key, DocumentLog([update]))
-        await self._after_log(op, lsn, future)
+        await self._after_log(self._documents.initialize(key, update, wal))
 
     async def patch(self, key: Key, updates: Sequence[Update]) -> None:
         check_updates(updates)
@@ -437,16 +249,7 @@ class DurableEngine:
         self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
     ) -> asyncio.Future[None]:
         wal = self._check_open()
-        entry = self._entry(key)
-        if entry is None or entry.log is None:
-            raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
-        size = entry.log.check_patch(updates)
-        op = PatchOp(key, tuple(updates))
-        if encoded is None:
-            encoded = encode_op(op)[1]
-        lsn, future = wal.append(RecordType.PATCH, encoded)
-        self._grow(entry, updates, size)
-        return self._after_log(op, lsn, future)
+        return self._after_log(self._documents.patch(key, updates, wal, encoded))
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
         wal = self._writable_wal()
@@ -457,29 +260,17 @@ class DurableEngine:
         if fold is None:
             return 0
         wal = self._check_open()
-        entry = self._cache[key]
         # Nothing awaited since _readable returned `log`: nothing could replace it.
-        assert entry.log is log
-        op = FoldOp(key, fold)
-        kind, payload = encode_op(op)
-        lsn, future = wal.append(kind, payload)
-        self._fold(entry, op)
-        await self._after_log(op, lsn, future)
+        assert self._documents.cache[key].log is log
+        await self._after_log(self._documents.fold(key, fold, wal))
         return fold.count - 1
 
     async def delete(self, key: Key) -> None:
         wal = self._writable_wal()
         if wal.full:
             await wal.wait_for_room()
-        self._check_open()
-        entry = self._entry(key)
-        if entry is None or entry.log is None:
-            raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
-        op = DeleteOp(key)
-        kind, payload = encode_op(op)
-        lsn, future = wal.append(kind, payload)
-        self._tombstone(key)
-        await self._after_log(op, lsn, future)
+        wal = self._check_open()
+        await self._after_log(self._documents.delete(key, wal))
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -487,13 +278,9 @@ class DurableEngine:
         """The document; with `settled`, None while a write to it is still syncing (never
         hand out what a crash could take back). Raises DOCUMENT_NOT_FOUND when absent."""
         self._check_readable()
-        entry = self._entry(key)
         wal = self._wal
-        if settled and entry is not None and wal is not None and entry.last_lsn > wal.durable_lsn:
-            return None
-        if entry is None or entry.log is None:
-            raise BraidError(DOCUMENT_NOT_FOUND, f"no document {key}")
-        return entry.log
+        durable_lsn = wal.durable_lsn if settled and wal is not None else None
+        return self._documents.readable(key, durable_lsn)
 
     async def _readable(self, key: Key) -> DocumentLog:
         log = self._readable_now(key)
@@ -520,29 +307,14 @@ class DurableEngine:
     async def inventory(self) -> list[DocumentInfo]:
         self._check_readable()
         if self._wal is None:
-            return self._inventory_read_only()
+            return self._documents.inventory_with_pending()
         await self._drain()
         with contextlib.suppress(BraidError):  # a failed checkpoint is logged and counted
             await self._checkpoint_now()
         if self._rules.pending:  # the checkpoint failed: answer from memory too
-            return self._inventory_read_only()
+            return self._documents.inventory_with_pending()
         assert self._applied is not None
         return list(self._applied.inventory())
-
-    def _inventory_read_only(self) -> list[DocumentInfo]:
-        """The applied state's inventory, with the documents that pending (logged, not yet
-        checkpointed) operations touched taken from memory; their byte count is the
-        msgpack size of their deltas, as a checkpoint would store them."""
-        listed = {info.key: info for info in self._applied.inventory()} if self._applied else {}
-        for key in self._rules.pending_keys():
-            entry = self._cache.get(key)
-            if entry is None or entry.log is None:
-                listed.pop(key, None)
-                continue
-            deltas = entry.log.deltas
-            size = len(msgspec.msgpack.encode(deltas))
-            listed[key] = DocumentInfo(key, deltas[-1].seq_end, len(deltas), size)
-        return sorted(listed.values(), key=lambda info: (info.key.space, info.key.key))
 
     def verify_documents(self) -> tuple[list[tuple[str, str]], int]:
         """Read every document of the applied state against its checksums (for `braid
@@ -554,11 +326,7 @@ class DurableEngine:
 
     async def close(self, key: Key | None = None) -> None:
         if key is not None:
-            entry = self._cache.get(key)
-            if entry is not None and not self._rules.pinned(entry.last_lsn):
-                del self._cache[key]
-                if entry.log is not None:
-                    self._cache_bytes -= entry.log.bytes
+            self._documents.forget(key)
             return
         if self._closed:
             return
@@ -603,8 +371,8 @@ class DurableEngine:
             "checkpoint_seconds_total": self.checkpoint_seconds_total,
             "applied_lsn": self._rules.applied_lsn,
             "pending_operations": len(self._rules.pending),
-            "cached_documents": len(self._cache),
-            "cached_bytes": self._cache_bytes,
+            "cached_documents": len(self._documents.cache),
+            "cached_bytes": self._documents.cache_bytes,
         }
         if wal is not None:
             figures |= {
@@ -677,7 +445,7 @@ class DurableEngine:
                 await wal.release_through(checkpoint.through_lsn)
             except OSError as error:  # the segments are released again after the next one
                 log.warning("%s: releasing log segments failed: %s", self.directory, error)
-        self._evict()
+        self._documents.evict()
 
     def _checkpoint_failed(self, error: BraidError) -> None:
         """A checkpoint could not be written (a full disk, most often): the operations stay

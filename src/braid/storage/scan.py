@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from braid.errors import STORE_ACCESS, WAL_CORRUPT, BraidError
+from braid.runtime.disk import RealDisk
 from braid.storage.applied import AppliedState
-from braid.storage.wal import (
+from braid.storage.logfiles import (
     SPARE_NAME,
     LogAnalysis,
     LogVerdict,
@@ -111,10 +112,13 @@ def _scan(scan: StoreScan) -> None:
             scan.applied_lsn = state.applied_lsn()
         finally:
             state.close()
-    _judge(scan, wal)
+    judge(scan, wal)
 
 
-def _judge(scan: StoreScan, wal: Path) -> None:
+def judge(scan: StoreScan, wal: Path) -> None:
+    """What the log (`scan.log`) and the applied state's lsn (`scan.applied_lsn`) say of
+    each other: raises the damage, or notes the repairs (the simulator judges its store's
+    files with this same rule)."""
     log = scan.log
     if log.verdict is LogVerdict.CORRUPT:
         assert log.problem_segment is not None
@@ -172,7 +176,10 @@ def _check_spare(scan: StoreScan, spare: Path) -> None:
     # Damage only (a spare of another size is no damage), and not its contents: reading
     # it whole on every open costs a segment's bytes; the writer checks them in the
     # background and makes it again if they are not zero.
-    problem = spare_problem(spare, contents=False)
+    try:
+        problem = spare_problem(RealDisk(spare.parent), spare.name, contents=False)
+    except OSError as error:
+        raise access_error(spare, error, "cannot read") from None
     if problem is not None:
         scan.repairs.append(f"{spare.name} {problem}: made again on open (it holds no data)")
 
