@@ -48,7 +48,7 @@ class Disk(Protocol):
         durable after `sync_directory`. Raises FileExistsError if `path` exists."""
         ...
 
-    def write(self, path: str, offset: int, data: bytes) -> None:
+    def write(self, path: str, offset: int, data: bytes | memoryview) -> None:
         """Write `data` at `offset` (not durable until `sync`)."""
         ...
 

@@ -87,7 +87,7 @@ class ApplyRules:
         Returns each document they touched with its pending operations that remain (the
         driver rebuilds it from the applied state plus those)."""
         assert self.running is None or self.running.through_lsn < first_lsn
-        touched = {op.key for lsn, op in self.pending if lsn >= first_lsn}
+        touched = dict.fromkeys(op.key for lsn, op in self.pending if lsn >= first_lsn)
         self.pending = [(lsn, op) for lsn, op in self.pending if lsn < first_lsn]
         return {key: [(lsn, op) for lsn, op in self.pending if op.key == key] for key in touched}
 

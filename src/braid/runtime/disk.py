@@ -66,7 +66,7 @@ class RealDisk:
             raise
         self._descriptors[path] = fd
 
-    def write(self, path: str, offset: int, data: bytes) -> None:
+    def write(self, path: str, offset: int, data: bytes | memoryview) -> None:
         fd = self._descriptor(path)
         view = memoryview(data)
         while view:
