@@ -186,3 +186,25 @@ def test_the_simulated_machine_stops_at_the_change_it_was_told() -> None:
     disk.crash(random.Random(0))
     disk.rename("log", "other")
     assert disk.list("") == ["other"]
+
+
+def test_a_scattered_tear_keeps_any_of_the_last_writes_sectors() -> None:
+    """With scattered_tears, the last kept write comes back either cut at a byte or with any
+    of its 512-byte sectors (cut at the disk's sector boundaries, not the write's), in no
+    order: over seeds a later sector is kept while an earlier one is lost."""
+    first_lost_later_kept = False
+    for seed in range(200):
+        disk = SimDisk(scattered_tears=True)
+        disk.create("log", 2048)
+        disk.sync_directory("")
+        disk.write("log", 256, b"\x01" * 1536)  # sectors: 256..511, 512..1023, ...
+        disk.crash(random.Random(seed))
+        written = disk.read("log")[256:1792]
+        kept = written.count(1)
+        prefix = written == b"\x01" * kept + bytes(1536 - kept)
+        pieces = [written[0:256], written[256:768], written[768:1280], written[1280:1536]]
+        sectors = all(piece in (bytes(len(piece)), b"\x01" * len(piece)) for piece in pieces)
+        assert prefix or sectors, seed
+        if pieces[0] == bytes(256) and pieces[-1] == b"\x01" * 256:
+            first_lost_later_kept = True
+    assert first_lost_later_kept

@@ -10,7 +10,8 @@ size, document sizes, a disk that fills up, failing syncs and checkpoints), then
 steps, and stop the machine — at a random disk change inside whatever the code was doing
 (`SimDisk.crash_after`: mid-rotation, mid-repair, mid-release, mid-open) or between steps.
 The crash keeps a random prefix of each file's unsynced writes, the last one torn at a
-random byte, and a random prefix of each directory's unsynced entry changes.
+random byte (or, on half the seeds, as any subset of its sectors), and a random prefix of
+each directory's unsynced entry changes.
 
 The check, after every open: the log ends at or after every lsn acknowledged (its batch
 was durable) and every lsn a read returned; each document is exactly what the operations
@@ -110,7 +111,8 @@ class _Run:
         self.faults = rng.random() < 0.3  # failing syncs and checkpoints
         self.crash_inside = rng.random() < 0.7  # stop at a disk change, not between steps
         capacity = self.config.segment_bytes * rng.randint(2, 4) if self.disk_fills else None
-        self.machine = Machine(SimDisk(capacity))
+        scattered = rng.random() < 0.5  # torn writes keep any of their sectors
+        self.machine = Machine(SimDisk(capacity, scattered_tears=scattered))
         self.store: SimStore | None = None
         # What was promised: every logged operation not (yet) known lost, by lsn; the
         # newest lsn acknowledged; the newest lsn a read returned.

@@ -6,7 +6,9 @@ remove, make_directory) since its last sync. What the system sees now is the dur
 with every pending change applied. `crash(rng)` keeps, for every file, a random prefix of
 its pending writes with the last one kept torn at a random byte, and for every directory a
 random prefix of its pending entry changes; everything else is lost. All choices come from
-the `random.Random` given, so a seed replays exactly.
+the `random.Random` given, so a seed replays exactly. With `scattered_tears`, the last kept
+write is torn, half the time, as a disk may tear it instead: any of its 512-byte sectors
+written and the others not, in no order.
 
 Faults, armed by the simulation: `fail_next_sync(path)` makes the next sync of a file raise
 OSError(EIO), and every later sync of it until a crash (fsyncgate: what it covered may or
@@ -54,8 +56,9 @@ def _split(path: str) -> tuple[str, str]:
 class SimDisk:
     """`Disk` in memory; the root directory ("") always exists."""
 
-    def __init__(self, capacity_bytes: int | None = None) -> None:
+    def __init__(self, capacity_bytes: int | None = None, *, scattered_tears: bool = False) -> None:
         self.capacity_bytes = capacity_bytes
+        self.scattered_tears = scattered_tears
         self._files: dict[int, _File] = {}
         self._directories: dict[str, _Directory] = {"": _Directory()}
         self._next_inode = 1
@@ -190,9 +193,14 @@ class SimDisk:
             file = self._files[inode]
             kept = rng.randint(0, len(file.pending))
             for number, (offset, data) in enumerate(file.pending[:kept]):
-                if number == kept - 1:
-                    data = data[: rng.randint(0, len(data))]
-                _apply(file.durable, offset, data)
+                if number < kept - 1:
+                    _apply(file.durable, offset, data)
+                elif self.scattered_tears and rng.random() < 0.5:
+                    for start, piece in _sectors(offset, data):
+                        if rng.random() < 0.5:
+                            _apply(file.durable, start, piece)
+                else:
+                    _apply(file.durable, offset, data[: rng.randint(0, len(data))])
             file.current = bytearray(file.durable)
             file.pending.clear()
             file.sync_broken = False
@@ -257,6 +265,21 @@ class SimDisk:
             if inode
         }
         self._files = {inode: self._files[inode] for inode in reachable}
+
+
+SECTOR_BYTES = 512  # the unit a disk writes whole
+
+
+def _sectors(offset: int, data: bytes) -> list[tuple[int, bytes]]:
+    """A write cut at the disk's sector boundaries: (offset, bytes) for each piece."""
+    pieces = []
+    start = offset
+    end = offset + len(data)
+    while start < end:
+        stop = min(end, (start // SECTOR_BYTES + 1) * SECTOR_BYTES)
+        pieces.append((start, data[start - offset : stop - offset]))
+        start = stop
+    return pieces
 
 
 def _apply(target: bytearray, offset: int, data: bytes | memoryview) -> None:
