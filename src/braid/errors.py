@@ -90,8 +90,9 @@ EMPTY_PATCH = _entry(
 INVALID_ARGUMENT = _entry(
     1007,
     "INVALID_ARGUMENT",
-    "An argument is out of range or of the wrong kind (for example a negative seq or "
-    "history count, or an unknown compute method).",
+    "An argument of a document operation is out of range or of the wrong kind: a negative "
+    "seq or history count, more updates than one patch call may carry, or an unknown "
+    "compute method (the detail names it). Nothing was changed.",
     retryable=False,
     user=True,
 )
@@ -100,6 +101,16 @@ RECORD_TOO_LARGE = _entry(
     "RECORD_TOO_LARGE",
     "The request is larger than the largest one braid accepts (one write-ahead log record, "
     "or one network frame); nothing was sent or written. Split the patch into smaller calls.",
+    retryable=False,
+    user=True,
+)
+INVALID_SETTING = _entry(
+    1009,
+    "INVALID_SETTING",
+    "A setting of a command, of connect or of serve is missing, unreadable, malformed or "
+    "contradicts another: an address without a port, a secret file that cannot be read, no "
+    "cluster secret, a TLS certificate that does not load, options that go together given "
+    "alone, a bound out of range. The detail names the setting; nothing was created or changed.",
     retryable=False,
     user=True,
 )
@@ -122,8 +133,10 @@ DOCUMENT_EXISTS = _entry(
 HEAD_SEQ_OFF = _entry(
     2003,
     "HEAD_SEQ_OFF",
-    "The patch does not start at the document's head seq + 1 (a gap or an overlap). "
-    "Catch up with compute(HEAD_PATCH, your_seq) and retry with the right seqs.",
+    "The patch does not start at the document's head seq + 1 (a gap or an overlap; the "
+    "detail gives the head). Nothing was written. The writer is behind or ahead of the "
+    "store: read the document (or the patch from the writer's seq to the head) and write "
+    "from head + 1.",
     retryable=False,
     user=True,
 )
@@ -197,8 +210,11 @@ WAL_FAILED = _entry(
 STORE_LOCKED = _entry(
     3003,
     "STORE_LOCKED",
-    "Another process holds this store directory open.",
-    retryable=True,
+    "Another process holds this store directory (the detail names it): a store has one "
+    "writer, and readers keep a writer out while they read. Wait for it to exit, or go "
+    "through it: when it is a node (`braid serve`), reach its documents over the network "
+    "(`--server HOST:PORT`).",
+    retryable=False,
     user=True,
 )
 STORE_FORMAT = _entry(
@@ -227,7 +243,8 @@ APPLIED_STATE_FAILED = _entry(
 STORE_NOT_FOUND = _entry(
     3007,
     "STORE_NOT_FOUND",
-    "The store directory does not exist or is not a braid store.",
+    "The store directory does not exist, or is not a braid store (it holds other files, "
+    "which braid neither uses nor turns into a store). Nothing was created.",
     retryable=False,
     user=True,
 )
@@ -302,7 +319,9 @@ CLUSTER_MISMATCH = _entry(
 AUTH_FAILED = _entry(
     4005,
     "AUTH_FAILED",
-    "The peer could not prove it knows the cluster secret; check both sides' secrets.",
+    "The cluster secrets differ: the peer's handshake proof does not match this side's "
+    "secret (the secret never crosses the wire). Give both sides the same secret "
+    "(--secret-file or BRAID_SECRET).",
     retryable=False,
     user=True,
 )
@@ -370,6 +389,24 @@ FRAME_TIMEOUT = _entry(
     "Requests whose frames had arrived may have been applied.",
     retryable=True,
     user=False,
+)
+NOT_A_BRAID_NODE = _entry(
+    4014,
+    "NOT_A_BRAID_NODE",
+    "The address accepted the connection but answered the handshake with bytes that are not "
+    "braid's protocol (another service, or a node's metrics port, which speaks HTTP): check "
+    "the address and port (a node's --listen address). Nothing was sent but the handshake.",
+    retryable=False,
+    user=True,
+)
+LISTEN_FAILED = _entry(
+    4015,
+    "LISTEN_FAILED",
+    "The node cannot listen on an address it was given (--listen or --metrics): the port is "
+    "in use by another process, the host is not an address of this machine, or the port is "
+    "privileged. The detail names the address and the reason; nothing was created.",
+    retryable=False,
+    user=True,
 )
 
 # 9xxx — internal

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import braid
-from braid import DurableConfig
+from braid import DurableConfig, errors
 from braid.cli.main import build_parser, main
 from braid.core.wal.record import RECORD_HEADER_SIZE, RecordType
 from braid.errors import catalog
@@ -64,7 +64,11 @@ def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
 def braid_cli(capsys: pytest.CaptureFixture[str]) -> Run:
     def run(*argv: str) -> Result:
         capsys.readouterr()
-        code = main(list(argv))
+        try:
+            code = main(list(argv))
+        except SystemExit as exited:  # argparse: --help, bad usage
+            assert isinstance(exited.code, int)
+            code = exited.code
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
@@ -161,9 +165,9 @@ def test_the_command_tree_has_every_documented_command() -> None:
 @pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda path: " ".join(path) or "braid")
 def test_every_command_has_working_help(path: list[str], braid_cli: Run) -> None:
     """`--help` on every (sub)command prints a usage and exits with status 0."""
-    with pytest.raises(SystemExit) as exit_info:
-        braid_cli(*path, "--help")
-    assert exit_info.value.code == 0
+    result = braid_cli(*path, "--help")
+    assert result.code == 0
+    assert result.out.startswith("usage: braid")
 
 
 def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -215,7 +219,10 @@ def test_patch_with_a_gap_is_head_seq_off(store: Path, braid_cli: Run) -> None:
     result = braid_cli("doc", "patch", *data, "chat", "doc", "--seq", "9", "--redo", '{"z":1}')
     assert result.code == 1
     assert result.err.startswith("error 2003 HEAD_SEQ_OFF: ")
-    assert "Catch up with compute(HEAD_PATCH" in result.err  # the catalog description
+    assert "write from head + 1" in result.err  # the catalog description
+    # and a hint in the command line's terms, not the API's
+    assert "hint: `braid doc get` shows the head seq; patch with --seq HEAD+1" in result.err
+    assert "compute(" not in result.err
     assert "Traceback" not in result.err
     after = braid_cli("doc", "get", *data, "chat", "doc", "--json")
     assert json.loads(after.out)["seq"] == 4
@@ -302,18 +309,31 @@ def test_invalid_input_is_rejected_with_its_code(
 
 
 def test_seq_arguments_are_checked(store: Path, braid_cli: Run) -> None:
-    """A negative seq is 1007, a seq beyond the head 2008, --seq-end without --seq-begin 1007."""
+    """A negative seq or history, or a patch seq of 0, is bad usage (exit 2, argparse
+    naming the argument); --seq-end without --seq-begin too (1009 INVALID_SETTING); a seq
+    beyond the head is 2008 (exit 1). The document is unchanged."""
     data = ("--data", str(store))
-    negative = braid_cli("doc", "headpatch", *data, "chat", "doc", "-1")
-    assert negative.code == 1
-    assert negative.err.startswith("error 1007 INVALID_ARGUMENT")
+    before = braid_cli("doc", "get", *data, "chat", "doc", "--json").out
+    bad = {
+        "headpatch -1": ("doc", "headpatch", *data, "chat", "doc", "-1"),
+        "rewind -1": ("doc", "rewind", *data, "chat", "doc", "-1"),
+        "snapshot history -1": ("doc", "snapshot", *data, "chat", "doc", "1", "--history", "-1"),
+        "patch --seq -1": ("doc", "patch", *data, "chat", "doc", "--seq", "-1", "--redo", "{}"),
+        "patch --seq 0": ("doc", "patch", *data, "chat", "doc", "--seq", "0", "--redo", "{}"),
+    }
+    for name, argv in bad.items():
+        result = braid_cli(*argv)
+        assert result.code == 2, name
+        assert "must be at least" in result.err, name
     beyond = braid_cli("doc", "rewind", *data, "chat", "doc", "99")
+    assert beyond.code == 1
     assert beyond.err.startswith("error 2008 SEQ_BEYOND_HEAD")
     mixed = braid_cli(
         "doc", "patch", *data, "chat", "doc", "--seq", "5", "--seq-end", "6", "--redo", "{}"
     )
-    assert mixed.code == 1
-    assert mixed.err.startswith("error 1007 INVALID_ARGUMENT")
+    assert mixed.code == 2
+    assert mixed.err.startswith("error 1009 INVALID_SETTING: --seq-end goes with --seq-begin")
+    assert braid_cli("doc", "get", *data, "chat", "doc", "--json").out == before
 
 
 @pytest.mark.parametrize("command", ["get", "headpatch", "rewind", "snapshot", "delete", "patch"])
@@ -395,9 +415,9 @@ def test_errors_explains_one_code_by_number_or_name(braid_cli: Run) -> None:
     assert json.loads(by_name.out) == {
         "code": 3003,
         "name": "STORE_LOCKED",
-        "retryable": True,
+        "retryable": False,
         "user_fixable": True,
-        "description": "Another process holds this store directory open.",
+        "description": errors.STORE_LOCKED.description,
     }
 
 

@@ -58,14 +58,14 @@ def test_every_entry_is_well_formed(info: ErrorInfo) -> None:
 
 def test_braid_error_carries_its_entry() -> None:
     """A BraidError exposes its entry's code, name and flags, and its message names the code."""
-    error = BraidError(errors.STORE_LOCKED, "held by pid 7")
+    error = BraidError(errors.DISK_FULL, "no room for 7 bytes")
     assert (error.code, error.name, error.retryable, error.user_fixable) == (
-        3003,
-        "STORE_LOCKED",
+        3008,
+        "DISK_FULL",
         True,
-        True,
+        False,
     )
-    assert str(error) == "[3003 STORE_LOCKED] held by pid 7"
+    assert str(error) == "[3008 DISK_FULL] no room for 7 bytes"
 
 
 def test_docs_errors_md_is_current() -> None:

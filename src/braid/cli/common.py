@@ -1,21 +1,31 @@
 """What every subcommand shares: exit statuses, error printing, JSON output, store opening.
 
 Errors are printed in one shape, `error <code> <NAME>: <detail>` followed by the catalog's
-description, so a person can look the code up (`braid errors CODE`) and a script can match it.
+description (and, for a few codes, a hint in command-line terms), so a person can look the
+code up (`braid errors CODE`) and a script can match it. Under `--json` an error is one JSON
+object on stderr instead: `{"code": …, "name": …, "detail": …}`.
+
+Exit statuses: 2 for bad usage (argparse's own, and INVALID_SETTING: an option that is
+missing, malformed or contradicts another), 1 for every other catalogued error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import ssl
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeAlias
 
 import braid
+from braid import errors
+from braid.client import parse_address
 from braid.errors import BraidError
 from braid.storage.api import DataService
 from braid.storage.router import Store
@@ -35,17 +45,49 @@ APPLIED_STATE_NAME = APPLIED_FILE  # a store directory always holds this file
 WAL_DIRECTORY_NAME = "wal"
 
 
+# Hints in the command line's terms, for codes whose catalog text speaks of the API.
+CLI_HINTS = {
+    errors.HEAD_SEQ_OFF.code: "`braid doc get` shows the head seq; patch with --seq HEAD+1",
+}
+
+
 def format_error(error: BraidError) -> str:
-    """The two lines printed for a BraidError: the specific detail, then the catalog text."""
+    """The lines printed for a BraidError: the specific detail, then the catalog text and
+    the command-line hint for its code, if there is one."""
     info = error.info
     headline = f"error {info.code} {info.name}: {error.detail or info.description}"
-    if not error.detail:
-        return headline
-    return f"{headline}\n  {info.description}"
+    lines = [headline]
+    if error.detail:
+        lines.append(f"  {info.description}")
+    hint = CLI_HINTS.get(info.code)
+    if hint is not None:
+        lines.append(f"  hint: {hint}")
+    return "\n".join(lines)
 
 
-def print_error(error: BraidError, stream: TextIO | None = None) -> None:
-    print(format_error(error), file=stream or sys.stderr)
+def error_json(error: BraidError) -> str:
+    """A BraidError as the one JSON object `--json` commands print on stderr."""
+    fields = {"code": error.code, "name": error.name, "detail": error.detail}
+    return json.dumps(fields, ensure_ascii=False, sort_keys=True)
+
+
+def print_error(error: BraidError, stream: TextIO | None = None, *, as_json: bool = False) -> None:
+    text = error_json(error) if as_json else format_error(error)
+    print(text, file=stream or sys.stderr)
+
+
+def exit_status(error: BraidError, otherwise: int = EXIT_ERROR) -> int:
+    """A bad setting is bad usage (2); any other error exits with `otherwise`."""
+    return EXIT_USAGE if error.info is errors.INVALID_SETTING else otherwise
+
+
+class JsonErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are JSON on stderr (for `--json` commands):
+    INVALID_SETTING with argparse's message as the detail, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        error = BraidError(errors.INVALID_SETTING, f"{self.prog}: {message}")
+        self.exit(EXIT_USAGE, error_json(error) + "\n")
 
 
 def print_json(value: Any) -> None:
@@ -83,14 +125,76 @@ def run_on_store(
     read_only: bool = False,
 ) -> int:
     """Open the embedded store in `directory`, run `action` on it, close it. A read-only
-    command opens it read-only: it writes nothing, not even a repair."""
+    command opens it read-only: it writes nothing, not even a repair. A command that may
+    create the store refuses a directory holding other files first."""
     path = Path(directory)
+    if create:
+        refuse_foreign_directory(path)
 
     async def opened() -> int:
         async with braid.open(path, create=create, read_only=read_only) as store:
             return await action(store)
 
-    return asyncio.run(opened())
+    try:
+        return asyncio.run(opened())
+    except BraidError as error:
+        if error.info is errors.STORE_LOCKED:
+            raise BraidError(error.info, error.detail + lock_holder_hint(path)) from None
+        raise
+
+
+# What a directory may hold before it is a store: what `braid.open` creates first, and the
+# directory a fresh file system's root holds.
+_STORE_ENTRIES = frozenset({"LOCK", WAL_DIRECTORY_NAME, APPLIED_STATE_NAME, "lost+found"})
+_STORE_MARKS = frozenset({WAL_DIRECTORY_NAME, APPLIED_STATE_NAME})  # a store, or its remains
+_FOREIGN_NAMES_SHOWN_MAX = 3
+
+
+def refuse_foreign_directory(path: Path) -> None:
+    """STORE_NOT_FOUND for an existing directory that holds files and no store: braid makes a
+    store only where there is nothing (a missing or empty directory), never among other
+    files. A directory with a store's log or applied state is left to `braid.open` to judge.
+    """
+    try:
+        names = sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return  # missing: created; a file: `braid.open` says STORE_ACCESS
+    except OSError:
+        return  # unreadable: `braid.open` names the path with STORE_ACCESS
+    if any(name in _STORE_MARKS or name.startswith(APPLIED_STATE_NAME) for name in names):
+        return
+    foreign = [name for name in names if name not in _STORE_ENTRIES]
+    if foreign:
+        shown = ", ".join(foreign[:_FOREIGN_NAMES_SHOWN_MAX])
+        more = len(foreign) - _FOREIGN_NAMES_SHOWN_MAX
+        if more > 0:
+            shown += f" and {more} more"
+        raise BraidError(
+            errors.STORE_NOT_FOUND,
+            f"{path} is not a braid store: it holds other files ({shown}); braid makes a "
+            "new store only in a missing or empty directory",
+        )
+
+
+def lock_holder_hint(path: Path) -> str:
+    """What the CLI adds to STORE_LOCKED: the holder's command line, from the pid its LOCK
+    file names (Linux's /proc), and for a node the --server option that reaches it."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pid = int((path / "LOCK").read_text().split()[1])
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+        if "serve" in argv:
+            listen = "127.0.0.1:7400"  # serve's default
+            if "--listen" in argv[:-1]:
+                listen = argv[argv.index("--listen") + 1]
+            if listen.endswith(":0"):  # it picked a port: its log says which
+                listen = "HOST:PORT (the address its log names after 'serving on')"
+            return (
+                f"; it is a node (`braid serve`, pid {pid}): reach the documents through it "
+                f"with --server {listen} instead of --data"
+            )
+        return f"; pid {pid} is `{' '.join(argv)[:200]}`"
+    return ""
 
 
 def run_on_server(
@@ -100,17 +204,34 @@ def run_on_server(
     action: Callable[[DataService], Awaitable[int]],
     tls_ca: Path | None = None,
 ) -> int:
-    """Connect to the node at `address`, run `action` through the client, disconnect."""
-    from braid.cli.serve import load_secret
+    """Connect to the node at `address`, run `action` through the client, disconnect.
+    Every setting is checked before anything is sent."""
+    from braid.cli.secret import load_secret
 
+    parse_address(address)
     secret = load_secret(secret_file)
-    tls = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca is not None else None
+    tls = _client_tls(tls_ca)
 
     async def connected() -> int:
-        async with braid.connect([address], secret=secret, cluster=cluster, tls=tls) as client:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # load_secret has warned, in the CLI's words
+            connecting = braid.connect([address], secret=secret, cluster=cluster, tls=tls)
+        async with connecting as client:
             return await action(client)
 
     return asyncio.run(connected())
+
+
+def _client_tls(tls_ca: Path | None) -> ssl.SSLContext | None:
+    if tls_ca is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(tls_ca))
+    except (OSError, ssl.SSLError) as error:
+        raise BraidError(
+            errors.INVALID_SETTING,
+            f"cannot load --tls-ca {tls_ca}: {getattr(error, 'strerror', None) or error}",
+        ) from None
 
 
 def pretty_json(text: str) -> str:

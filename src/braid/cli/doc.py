@@ -2,9 +2,12 @@
 
 Every subcommand either opens the embedded store in `--data DIR` or connects to a node with
 `--server HOST:PORT` (secret from `--secret-file` or BRAID_SECRET), performs one operation
-and closes. With `--data`, only `init` creates a missing store; the others refuse it with
-STORE_NOT_FOUND (3007) and never create files. Keys beginning `mem_` live in the memory
-engine: in an embedded store they vanish when the command exits, and the commands say so.
+and closes. With `--data`, only `init` creates a missing store (in a missing or empty
+directory; one holding other files is refused); the others refuse it with STORE_NOT_FOUND
+(3007) and never create files. The key, the seqs and the update are checked before the
+store is opened or the node contacted, so a bad one creates nothing. Keys beginning `mem_`
+live in the memory engine: in an embedded store they vanish when the command exits, and
+the commands say so (on a node they live as long as it runs).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from rich.text import Text
 from braid.cli.common import (
     EXIT_OK,
     add_json_flag,
+    positive_int,
     pretty_json,
     print_json,
     run_on_server,
     run_on_store,
 )
-from braid.errors import INVALID_ARGUMENT, BraidError
+from braid.core.document import check_initialize, check_updates
+from braid.errors import INVALID_SETTING, BraidError
 from braid.model import HEAD_PATCH, REWIND, DocumentChange, Key, Update, apply_patch, to_json
 from braid.storage.api import DataService
 from braid.storage.router import MEMORY_PREFIX
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from braid.cli.common import Subparsers
 
 Action = Callable[[DataService, argparse.Namespace], Awaitable[int]]
+Check = Callable[[argparse.Namespace], None]  # raises for bad arguments; opens nothing
 
 
 def register(subparsers: Subparsers) -> None:
@@ -71,26 +77,55 @@ def _add(
     action: Action,
     text: str,
     *,
+    check: Check | None = None,
     create: bool = False,
     read_only: bool = False,
 ) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, parents=[parent], help=text, description=text)
-    parser.set_defaults(handler=_handler(action, create=create, read_only=read_only))
+    handler = _handler(action, check=check, create=create, read_only=read_only)
+    parser.set_defaults(handler=handler)
     return parser
 
 
 def _handler(
-    action: Action, *, create: bool, read_only: bool
+    action: Action, *, check: Check | None, create: bool, read_only: bool
 ) -> Callable[[argparse.Namespace], int]:
     def handle(args: argparse.Namespace) -> int:
+        if check is not None:
+            check(args)  # before anything is opened, created or sent
+
         async def bound(service: DataService) -> int:
             return await action(service, args)
 
         if args.server is not None:
             return run_on_server(args.server, args.secret_file, args.cluster, bound, args.tls_ca)
+        if args.secret_file is not None or args.tls_ca is not None:
+            option = "--secret-file" if args.secret_file is not None else "--tls-ca"
+            raise BraidError(INVALID_SETTING, f"{option} goes with --server, not with --data")
         return run_on_store(args.data, bound, create=create, read_only=read_only)
 
     return handle
+
+
+def _check_key(args: argparse.Namespace) -> None:
+    _key(args)
+
+
+def _check_init(args: argparse.Namespace) -> None:
+    check_initialize(_update(args, args.seq, args.seq))
+
+
+def _check_patch(args: argparse.Namespace) -> None:
+    begin, end = _seqs(args)
+    check_updates([_update(args, begin, end)])
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0 (a seq to read from, a history count)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
 
 
 def _add_update_fields(parser: argparse.ArgumentParser) -> None:
@@ -111,50 +146,90 @@ def _register_commands(
         keyed,
         _init,
         "create a document with its first delta (creates the store if missing)",
+        check=_check_init,
         create=True,
     )
-    init.add_argument("--seq", type=int, default=1, metavar="N", help="its seq (default 1)")
+    init.add_argument(
+        "--seq", type=positive_int, default=1, metavar="N", help="its seq (default 1)"
+    )
     _add_update_fields(init)
-    patch = _add(commands, "patch", keyed, _patch, "append a delta; it must start at head + 1")
+    patch = _add(
+        commands,
+        "patch",
+        keyed,
+        _patch,
+        "append a delta; it must start at head + 1",
+        check=_check_patch,
+    )
     seqs = patch.add_mutually_exclusive_group(required=True)
-    seqs.add_argument("--seq", type=int, metavar="N", help="the delta's seq (begin = end = N)")
-    seqs.add_argument("--seq-begin", type=int, metavar="N", help="first seq of a range delta")
-    patch.add_argument("--seq-end", type=int, metavar="N", help="last seq (with --seq-begin)")
+    seqs.add_argument(
+        "--seq", type=positive_int, metavar="N", help="the delta's seq (begin = end = N)"
+    )
+    seqs.add_argument(
+        "--seq-begin", type=positive_int, metavar="N", help="first seq of a range delta"
+    )
+    patch.add_argument(
+        "--seq-end", type=positive_int, metavar="N", help="last seq (with --seq-begin)"
+    )
     _add_update_fields(patch)
-    _add(commands, "get", keyed, _get, "print a document and its head seq", read_only=True)
+    _add(
+        commands,
+        "get",
+        keyed,
+        _get,
+        "print a document and its head seq",
+        check=_check_key,
+        read_only=True,
+    )
     headpatch = _add(
         commands,
         "headpatch",
         keyed,
         _headpatch,
         "print the merge patch from SEQ to the head",
+        check=_check_key,
         read_only=True,
     )
-    headpatch.add_argument("seq", type=int, metavar="SEQ", help="the seq the reader is at")
+    headpatch.add_argument(
+        "seq", type=non_negative_int, metavar="SEQ", help="the seq the reader is at"
+    )
     rewind = _add(
         commands,
         "rewind",
         keyed,
         _rewind,
         "print the merge patch from the head back to SEQ",
+        check=_check_key,
         read_only=True,
     )
-    rewind.add_argument("seq", type=int, metavar="SEQ", help="the seq to go back to")
+    rewind.add_argument("seq", type=non_negative_int, metavar="SEQ", help="the seq to go back to")
     snapshot = _add(
-        commands, "snapshot", keyed, _snapshot, "compact: fold old deltas up to SEQ into one"
+        commands,
+        "snapshot",
+        keyed,
+        _snapshot,
+        "compact: fold old deltas up to SEQ into one",
+        check=_check_key,
     )
     snapshot.add_argument(
-        "seq", type=int, metavar="SEQ", help="a seq that ends one of the document's deltas"
+        "seq",
+        type=non_negative_int,
+        metavar="SEQ",
+        help="a seq that ends one of the document's deltas",
     )
     snapshot.add_argument(
-        "--history", type=int, required=True, metavar="N", help="keep the N newest deltas"
+        "--history",
+        type=non_negative_int,
+        required=True,
+        metavar="N",
+        help="keep the N newest deltas",
     )
     snapshot.add_argument(
         "--document",
         metavar="JSON",
         help="the document at SEQ as the writer holds it (default: computed from the store)",
     )
-    _add(commands, "delete", keyed, _delete, "delete a document")
+    _add(commands, "delete", keyed, _delete, "delete a document", check=_check_key)
     _add(commands, "list", common, _list, "list every document: seq, deltas, bytes", read_only=True)
 
 
@@ -176,12 +251,22 @@ def _update(args: argparse.Namespace, seq_begin: int, seq_end: int) -> Update:
     )
 
 
+def _seqs(args: argparse.Namespace) -> tuple[int, int]:
+    """A patch's seq_begin and seq_end, from --seq or --seq-begin [--seq-end]."""
+    if args.seq is not None:
+        if args.seq_end is not None:
+            raise BraidError(INVALID_SETTING, "--seq-end goes with --seq-begin, not with --seq")
+        return args.seq, args.seq
+    begin: int = args.seq_begin
+    return begin, begin if args.seq_end is None else args.seq_end
+
+
 def _done(args: argparse.Namespace, key: Key, message: str, **fields: object) -> int:
     if args.json:
         print_json({"ok": True, "space": key.space, "key": key.key, **fields})
         return EXIT_OK
     print(message)
-    if key.key.startswith(MEMORY_PREFIX):
+    if args.data is not None and key.key.startswith(MEMORY_PREFIX):
         print(f"note: keys beginning {MEMORY_PREFIX!r} live in memory; this one is gone now")
     return EXIT_OK
 
@@ -194,13 +279,7 @@ async def _init(store: DataService, args: argparse.Namespace) -> int:
 
 async def _patch(store: DataService, args: argparse.Namespace) -> int:
     key = _key(args)
-    if args.seq is not None:
-        if args.seq_end is not None:
-            raise BraidError(INVALID_ARGUMENT, "--seq-end goes with --seq-begin, not with --seq")
-        begin = end = args.seq
-    else:
-        begin = args.seq_begin
-        end = args.seq_begin if args.seq_end is None else args.seq_end
+    begin, end = _seqs(args)
     await store.patch(key, [_update(args, begin, end)])
     shown = str(begin) if begin == end else f"{begin}..{end}"
     return _done(args, key, f"patched {key} at seq {shown}", seq_begin=begin, seq_end=end)

@@ -10,18 +10,20 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-from wsgiref.simple_server import WSGIServer
 
 import braid
 from braid import errors, limits
-from braid.client import parse_address, secret_from_environment
+from braid.cli.common import refuse_foreign_directory
+from braid.cli.secret import load_secret
+from braid.client import parse_address
 from braid.errors import BraidError
-from braid.runtime.metrics import start_metrics
-from braid.runtime.server import NodeServer, ServerConfig
+from braid.runtime.metrics import MetricsEndpoint
+from braid.runtime.server import NodeServer, ServerConfig, listen_socket
 from braid.storage.durable import DurableConfig
 
 # Measured at 64 patches in flight, fresh node each, 3 runs: 0.1 ms 16-17k/s, 1 ms 22-23k/s,
@@ -40,7 +42,12 @@ def register(subparsers: Subparsers) -> None:
         "cluster secret comes from --secret-file or the BRAID_SECRET environment variable; "
         "clients must know it. SIGTERM stops the node gracefully.",
     )
-    parser.add_argument("--data", required=True, help="the store directory (created if missing)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="the store directory (created if missing; an existing directory must be a "
+        "store or empty)",
+    )
     parser.add_argument(
         "--listen",
         default="127.0.0.1:7400",
@@ -48,7 +55,11 @@ def register(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--cluster", default="braid", help="cluster id peers must share")
     parser.add_argument("--name", default="braid-node", help="this node's name in handshakes")
-    parser.add_argument("--secret-file", type=Path, help="file holding the cluster secret")
+    parser.add_argument(
+        "--secret-file",
+        type=Path,
+        help="file holding the cluster secret (`braid secret FILE` makes one)",
+    )
     parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
     parser.add_argument(
@@ -97,38 +108,30 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=handle)
 
 
-def load_secret(path: Path | None) -> bytes:
-    if path is not None:
-        try:
-            secret = path.read_bytes().strip()
-        except OSError as error:
-            raise BraidError(errors.INVALID_ARGUMENT, f"cannot read {path}: {error}") from None
-    else:
-        secret = secret_from_environment() or b""
-    if not secret:
-        raise BraidError(
-            errors.AUTH_FAILED, "no cluster secret: pass --secret-file or set BRAID_SECRET"
-        )
-    return secret
-
-
 def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     if cert is None and key is None:
         return None
     if cert is None or key is None:
-        raise BraidError(errors.INVALID_ARGUMENT, "--tls-cert and --tls-key go together")
+        raise BraidError(errors.INVALID_SETTING, "--tls-cert and --tls-key go together")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise BraidError(
+            errors.INVALID_SETTING,
+            f"cannot load the TLS certificate {cert} with its key {key}: "
+            f"{getattr(error, 'strerror', None) or error}",
+        ) from None
     return context
 
 
 def check_bounds(streams_max: int, node_requests_max: int) -> None:
     """The in-flight bounds relate as in braid.limits: 1 <= per connection <= per node."""
     if streams_max < 1:
-        raise BraidError(errors.INVALID_ARGUMENT, "--streams-max must be at least 1")
+        raise BraidError(errors.INVALID_SETTING, "--streams-max must be at least 1")
     if node_requests_max < streams_max:
         raise BraidError(
-            errors.INVALID_ARGUMENT, "--node-requests-max must be at least --streams-max"
+            errors.INVALID_SETTING, "--node-requests-max must be at least --streams-max"
         )
 
 
@@ -136,17 +139,31 @@ def check_buffering(partial_frame_bytes_max: int, partial_frame_seconds_max: flo
     """One maximal frame can always arrive; a frame has some time to."""
     if partial_frame_bytes_max < limits.frame_bytes_max:
         raise BraidError(
-            errors.INVALID_ARGUMENT,
+            errors.INVALID_SETTING,
             f"--partial-frame-bytes-max must be at least {limits.frame_bytes_max}",
         )
     if not partial_frame_seconds_max > 0:
-        raise BraidError(errors.INVALID_ARGUMENT, "--partial-frame-seconds-max must be positive")
+        raise BraidError(errors.INVALID_SETTING, "--partial-frame-seconds-max must be positive")
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Check every setting, bind the ports, then open the store and serve: a setting that
+    is wrong or a port that is taken fails before anything is created."""
     host, port = parse_address(args.listen, allow_any_port=True)
+    metrics = parse_address(args.metrics, allow_any_port=True) if args.metrics else None
     check_bounds(args.streams_max, args.node_requests_max)
     check_buffering(args.partial_frame_bytes_max, args.partial_frame_seconds_max)
+    if args.wal_segment_bytes < limits.wal_segment_bytes_min:
+        raise BraidError(
+            errors.INVALID_SETTING,
+            f"--wal-segment-bytes must be at least {limits.wal_segment_bytes_min}",
+        )
+    if args.ready_file is not None and not args.ready_file.parent.is_dir():
+        raise BraidError(
+            errors.INVALID_SETTING, f"--ready-file {args.ready_file}: no such directory"
+        )
+    data = Path(args.data)
+    refuse_foreign_directory(data)
     config = ServerConfig(
         cluster=args.cluster,
         secret=load_secret(args.secret_file),
@@ -157,20 +174,20 @@ def handle(args: argparse.Namespace) -> int:
         partial_frame_seconds=args.partial_frame_seconds_max,
         tls=tls_context(args.tls_cert, args.tls_key),
     )
+    durable = DurableConfig(segment_bytes=args.wal_segment_bytes)
+    listening = listen_socket(host, port)
+    try:
+        endpoint = MetricsEndpoint(*metrics) if metrics is not None else None
+    except BraidError:
+        listening.close()
+        raise
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # The log's writer thread needs the GIL once per batch, after its write returns, while
     # the event loop holds it: with CPython's default 5 ms switch interval the disk then
     # idles for up to 5 ms per batch; much shorter, the two threads spend their time handing
     # the GIL back and forth. A node owns its process, so it picks the interval.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
-    if args.wal_segment_bytes < limits.wal_segment_bytes_min:
-        raise BraidError(
-            errors.INVALID_ARGUMENT,
-            f"--wal-segment-bytes must be at least {limits.wal_segment_bytes_min}",
-        )
-    durable = DurableConfig(segment_bytes=args.wal_segment_bytes)
-    metrics = parse_address(args.metrics, allow_any_port=True) if args.metrics else None
-    runner = _run(Path(args.data), host, port, config, durable, args.ready_file, metrics)
+    runner = _run(data, listening, config, durable, args.ready_file, endpoint)
     try:
         import uvloop
 
@@ -182,34 +199,36 @@ def handle(args: argparse.Namespace) -> int:
 
 async def _run(
     data: Path,
-    host: str,
-    port: int,
+    listening: socket.socket,
     config: ServerConfig,
     durable: DurableConfig,
     ready_file: Path | None,
-    metrics: tuple[str, int] | None,
+    metrics: MetricsEndpoint | None,
 ) -> None:
-    store = await braid.open(data, durable)
+    try:
+        store = await braid.open(data, durable)
+    except BaseException:
+        listening.close()
+        if metrics is not None:
+            metrics.close()
+        raise
     server = NodeServer(store, config)
-    exporter: WSGIServer | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await server.start(host, port)
+        await server.serve_on(listening)
         print(f"braid serving {data} on {server.address}", file=sys.stderr, flush=True)
         if metrics is not None:
-            endpoint, _ = start_metrics(metrics[0], metrics[1], server, store)
-            exporter = endpoint
-            where = f"http://{metrics[0]}:{endpoint.server_port}/metrics"
-            print(f"braid metrics on {where}", file=sys.stderr, flush=True)
+            metrics.start(server, store)
+            print(f"braid metrics on {metrics.url}", file=sys.stderr, flush=True)
         if ready_file is not None:
             ready_file.write_text(server.address)
         await stop.wait()
         print("braid: shutting down", file=sys.stderr, flush=True)
         await server.shutdown()
     finally:
-        if exporter is not None:
-            exporter.shutdown()
+        if metrics is not None:
+            metrics.close()
         await store.close()

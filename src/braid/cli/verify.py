@@ -167,7 +167,7 @@ def handle_verify(args: argparse.Namespace) -> int:
     try:
         verdict = asyncio.run(check_store(path, documents=args.documents))
     except BraidError as error:
-        print_error(error)
+        print_error(error, as_json=args.json)
         return EXIT_LOCKED if error.info is STORE_LOCKED else EXIT_NO_STORE
     if args.json:
         print_json(verdict.as_json())

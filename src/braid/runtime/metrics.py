@@ -3,20 +3,31 @@
 The node and its store keep plain counters (an integer add on the hot path, nothing more);
 a custom collector reads them when Prometheus scrapes. The HTTP endpoint runs in its own
 daemon thread on its own port: it is for operators, never on the data path.
+
+The endpoint binds its port first (`MetricsEndpoint`, before the node opens its store, so a
+port in use creates nothing) and serves once the node is composed (`start`). A connection
+whose first bytes are not an HTTP request line (a braid client pointed at this port) is
+answered at once with `400 Bad Request` saying what the port is, instead of waiting for a
+request line that never comes: the client reads those bytes as "not a braid node".
 """
 
 from __future__ import annotations
 
+import io
+import re
+import socket
 import threading
 from collections.abc import Iterator
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from braid import errors
-from braid.runtime.server import NodeServer
+from braid.errors import BraidError
+from braid.runtime.server import NodeServer, reason
 from braid.storage.router import Store
 
 # (name, help, is a counter) for each figure of DurableEngine.figures()
@@ -59,8 +70,15 @@ class NodeCollector(Collector):
         )
         yield CounterMetricFamily(
             "braid_protocol_failures",
-            "Connections closed because the peer broke the protocol.",
+            "Connections closed because the peer broke the protocol (not counting failed "
+            "authentication).",
             value=stats.protocol_failures,
+        )
+        yield CounterMetricFamily(
+            "braid_auth_failures",
+            "Handshakes that failed because the peer's cluster secret differs from the "
+            "node's (each is logged with the peer's address).",
+            value=stats.auth_failures,
         )
         yield CounterMetricFamily(
             "braid_internal_errors",
@@ -102,10 +120,73 @@ class NodeCollector(Collector):
             yield family(name, documentation, value=value)
 
 
-def start_metrics(
-    host: str, port: int, node: NodeServer, store: Store
-) -> tuple[WSGIServer, threading.Thread]:
-    """Serve /metrics on host:port (port 0 picks one: read `server.server_port`)."""
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(NodeCollector(node, store))
-    return start_http_server(port, addr=host, registry=registry)
+# An HTTP request line begins with a method token (upper-case letters) and a space.
+_REQUEST_LINE_START = re.compile(rb"[A-Z]{1,16}( |$)")
+_PEEK_BYTES = 17
+_NOT_HTTP_ANSWER = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+    b"This is a braid node's metrics port (HTTP, /metrics). braid clients connect to the "
+    b"node's --listen address.\n"
+)
+
+
+class _MetricsRequestHandler(WSGIRequestHandler):
+    """Serves one metrics connection, silently (no line per scrape on stderr)."""
+
+    def handle(self) -> None:
+        reader = self.rfile
+        assert isinstance(reader, io.BufferedReader)  # StreamRequestHandler's rbufsize -1
+        if not _REQUEST_LINE_START.match(reader.peek(_PEEK_BYTES)[:_PEEK_BYTES]):
+            self.wfile.write(_NOT_HTTP_ANSWER)  # not HTTP: say so now, and close
+            return
+        super().handle()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Log nothing."""
+
+
+class _MetricsServer(ThreadingWSGIServer):
+    address_family = socket.AF_INET
+
+
+class MetricsEndpoint:
+    """The /metrics endpoint: its port bound at construction, served from `start`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        """Bind host:port (port 0 picks one); LISTEN_FAILED naming it if that fails."""
+        self.registry = CollectorRegistry(auto_describe=True)
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            server_class = type("MetricsServer", (_MetricsServer,), {"address_family": family})
+            self.server: WSGIServer = make_server(
+                host,
+                port,
+                make_wsgi_app(self.registry),
+                server_class,
+                handler_class=_MetricsRequestHandler,
+            )
+        except OSError as error:
+            raise BraidError(
+                errors.LISTEN_FAILED,
+                f"cannot serve metrics on {host}:{port}: {reason(error)}",
+            ) from None
+        self.host = host
+        self.port: int = self.server.server_port
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def start(self, node: NodeServer, store: Store) -> None:
+        """Serve the node's and the store's figures, from a daemon thread."""
+        self.registry.register(NodeCollector(node, store))
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="braid-metrics", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.server.shutdown()
+        self.server.server_close()

@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import socket
 import ssl
 import types
 from dataclasses import dataclass, field
@@ -51,6 +53,7 @@ from braid.storage.api import DataService
 log = logging.getLogger("braid.server")
 _DETAIL_CHARACTERS_MAX = 300  # of an INTERNAL answer's detail
 _SWEEPS_PER_FRAME_BOUND = 4  # checks of partial frames' ages per partial_frame_seconds
+_LISTEN_BACKLOG = 100  # connections the kernel queues before accept (asyncio's default)
 
 
 @dataclass
@@ -72,7 +75,8 @@ class ServerConfig:
 class ServerStats:
     connections_accepted: int = 0
     connections_open: int = 0
-    protocol_failures: int = 0
+    protocol_failures: int = 0  # connections closed for breaking the protocol
+    auth_failures: int = 0  # handshakes failed on the secret (logged; not protocol failures)
     requests: int = 0
     overloaded: int = 0
     in_flight: int = 0
@@ -81,6 +85,25 @@ class ServerStats:
     buffer_overloads: int = 0  # connections closed past the node's partial-frame bound
     frame_timeouts: int = 0  # connections closed for a frame that took too long
     by_code: dict[int, int] = field(default_factory=dict)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port and listening (port 0 picks one); LISTEN_FAILED
+    naming the address and the reason if it cannot be (in use, not this machine's, ...)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=_LISTEN_BACKLOG)
+    except OSError as error:
+        raise BraidError(
+            errors.LISTEN_FAILED, f"cannot listen on {host}:{port}: {reason(error)}"
+        ) from None
+
+
+def reason(error: OSError) -> str:
+    """An OSError's reason alone (socket.create_server appends the address to it)."""
+    if isinstance(error, socket.gaierror) or not error.errno:
+        return error.strerror or str(error)  # a name that does not resolve, or no errno
+    return os.strerror(error.errno)
 
 
 def _held_bytes(connection: _ServerProtocol) -> int:
@@ -111,12 +134,18 @@ class NodeServer:
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self, host: str, port: int) -> None:
+        """Listen on host:port (port 0 picks one) and serve."""
+        await self.serve_on(listen_socket(host, port))
+
+    async def serve_on(self, listening: socket.socket) -> None:
+        """Serve on a socket already bound and listening (see `listen_socket`): `braid
+        serve` binds its port before it opens the store, so a port in use creates nothing."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _ServerProtocol(self), host, port, ssl=self.config.tls, reuse_address=True
+            lambda: _ServerProtocol(self), sock=listening, ssl=self.config.tls
         )
-        socket = self._server.sockets[0]
-        bound_host, bound_port = socket.getsockname()[:2]
+        bound = self._server.sockets[0]
+        bound_host, bound_port = bound.getsockname()[:2]
         self.address = f"{bound_host}:{bound_port}"
         log.info("serving on %s", self.address)
         self._sweep()
@@ -297,11 +326,26 @@ class _ServerProtocol(asyncio.Protocol):
             elif isinstance(event, HandshakeComplete):
                 self._cancel_handshake_timer()
             elif isinstance(event, ConnectionFailed):
-                self.node.stats.protocol_failures += 1
-                log.info("closing connection: %s (%d)", event.message, event.code)
+                self._connection_failed(event)
         self.flush()
         if self.connection.state is State.CLOSED and not self._backlog_scheduled:
             self.close()
+
+    def _connection_failed(self, event: ConnectionFailed) -> None:
+        """Count and log why the peer's connection failed: a failed handshake on the secret
+        is an auth failure (a warning naming the peer: a misconfigured client, or someone
+        guessing), anything else a protocol failure."""
+        if event.code == errors.AUTH_FAILED.code:
+            self.node.stats.auth_failures += 1
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "an unknown peer"
+            name = self.connection.peer_name or "unnamed"
+            log.warning(
+                "authentication failed for %s (%s): the cluster secrets differ", where, name
+            )
+            return
+        self.node.stats.protocol_failures += 1
+        log.info("closing connection: %s (%d)", event.message, event.code)
 
     def _hold(self) -> None:
         """Keep the node's count of this connection's partial frame, and when it began."""
