@@ -112,10 +112,12 @@ def _check_key(args: argparse.Namespace) -> None:
 
 
 def _check_init(args: argparse.Namespace) -> None:
+    _key(args)
     check_initialize(_update(args, args.seq, args.seq))
 
 
 def _check_patch(args: argparse.Namespace) -> None:
+    _key(args)
     begin, end = _seqs(args)
     check_updates([_update(args, begin, end)])
 

@@ -224,7 +224,11 @@ async def _run(
             metrics.start(server, store)
             print(f"braid metrics on {metrics.url}", file=sys.stderr, flush=True)
         if ready_file is not None:
-            ready_file.write_text(server.address)
+            try:
+                ready_file.write_text(server.address)
+            except OSError as error:
+                detail = f"cannot write --ready-file {ready_file}: {error.strerror}"
+                raise BraidError(errors.INVALID_SETTING, detail) from None
         await stop.wait()
         print("braid: shutting down", file=sys.stderr, flush=True)
         await server.shutdown()
