@@ -11,11 +11,13 @@ caught within 1,000 seeds (the check has teeth); and a seed replays exactly.
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from braid.sim.crash_search import describe_failure, run_seed, search
+from braid.sim.crash_search import build_parser, describe_failure, main, run_seed, search
 from braid.sim.store import Broken
 
 CI_SEEDS = 5_000  # about 7 s here
@@ -87,3 +89,19 @@ def test_a_hundred_thousand_seeds_lose_nothing_acknowledged() -> None:
     failures, figures = search(range(SLOW_SEEDS))
     assert not failures, describe_failure(failures[0])
     assert figures["seeds"] == SLOW_SEEDS
+
+
+def test_the_readme_tells_the_truth_about_the_crash_search() -> None:
+    """The README's crash-search lines parse, name seeds the search runs, and its CI figure
+    is the one this suite uses; `main` reports a seed's outcome by its exit status."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if "-m braid.sim.crash_search" in line]
+    assert len(lines) >= 2
+    for line in lines:
+        words = shlex.split(line.split(" #", 1)[0])
+        build_parser().parse_args(words[words.index("braid.sim.crash_search") + 1 :])
+    assert f"CI runs {CI_SEEDS:,} seeds" in readme
+    assert f"`make test-slow` {SLOW_SEEDS:,}" in readme
+    assert main(["--seed", "3"]) == 0
+    failing = search(range(BROKEN_SEEDS), Broken.ACK_BEFORE_DURABLE)[0][0].seed
+    assert main(["--seed", str(failing), "--broken", Broken.ACK_BEFORE_DURABLE.value]) == 1

@@ -400,8 +400,7 @@ def describe_failure(result: SeedResult, broken: Broken | None = None) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.getLogger("braid.store").setLevel(logging.ERROR)  # spares made again, by design
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m braid.sim.crash_search",
         description="Run the deterministic crash search over a range of seeds.",
@@ -411,7 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2000, help="how many seeds (default 2000)")
     parser.add_argument("--broken", choices=[variant.value for variant in Broken])
     parser.add_argument("--trace", action="store_true", help="print every step of --seed")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.getLogger("braid.store").setLevel(logging.ERROR)  # spares made again, by design
+    args = build_parser().parse_args(argv)
     broken = Broken(args.broken) if args.broken else None
     if args.seed is not None:
         result = run_seed(args.seed, broken, trace=args.trace)
