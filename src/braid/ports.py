@@ -1,10 +1,11 @@
 """The ports: the small interfaces through which braid's pure core meets the world.
 
-Each port has a real adapter (in `braid.runtime`) and a simulated one (in `braid.sim`), and
-one contract suite (`tests/contract/`) runs against both, so the simulator proves the same
-behaviour the real node relies on (DESIGN §4): the disk the log is written on (`Disk`), the
-applied state (`AppliedStore`: SQLite for real, `braid.storage.applied.AppliedState`) and the
-clock. The transport and the archive come with replication and the cold tier.
+Each port has a real adapter (`braid.runtime.disk.RealDisk`, `braid.storage.applied`'s
+SQLite) and a simulated one (`braid.sim`), and one contract suite (`tests/contract/`) runs
+against both, so the simulator proves the same behaviour the real node relies on (DESIGN
+§4): the disk the log is written on (`Disk`) and the applied state (`AppliedStore`). The
+clock, the transport and the archive come with the first code that needs them (replication's
+drivers and the cold tier): a port nobody calls would be a guess.
 
 Disk paths are strings relative to the port's root directory, with "/" between parts.
 """
@@ -100,9 +101,3 @@ class AppliedStore(Protocol):
     def checkpoint(self, operations: Sequence[Op], through_lsn: int) -> None: ...
 
     def close(self) -> None: ...
-
-
-class Clock(Protocol):
-    """Time as the core sees it: a monotonic count of seconds, read, never waited on."""
-
-    def now(self) -> float: ...
