@@ -57,6 +57,11 @@ class Disk(Protocol):
         """Make every write to `path` so far durable."""
         ...
 
+    def open_synced(self, path: str) -> None:
+        """Get `path` ready for `write_synced` now, so that a file that cannot be written
+        (permissions, a read-only file system) raises its OSError here, not at a write."""
+        ...
+
     def write_synced(self, path: str, offset: int, data: bytes | memoryview) -> int:
         """Write a prefix of `data` at `offset`, durable when this returns (one system call
         where the system allows: O_DSYNC); returns how many bytes were written. Only the

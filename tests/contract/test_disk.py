@@ -63,7 +63,8 @@ def test_rename_and_remove(disk: Disk) -> None:
 
 def test_write_synced_writes_where_told_and_reads_take_ranges(disk: Disk) -> None:
     """write_synced returns how much it wrote (all of it, on these disks) and the bytes are
-    there; read takes an offset and a length, and reads to the end without one."""
+    there; read takes an offset and a length, and reads to the end without one; open_synced
+    of a missing file raises at once."""
     disk.create("seg", 16)
     assert disk.write_synced("seg", 3, memoryview(b"header")) == 6
     assert disk.read("seg") == bytes(3) + b"header" + bytes(7)
@@ -72,6 +73,10 @@ def test_write_synced_writes_where_told_and_reads_take_ranges(disk: Disk) -> Non
     disk.rename("seg", "seg-1")  # a descriptor kept for the old name is not reused
     assert disk.write_synced("seg-1", 0, b"xy") == 2
     assert disk.read("seg-1", 0, 5) == b"xy\0he"
+    disk.open_synced("seg-1")  # ready: nothing changes
+    assert disk.read("seg-1", 0, 2) == b"xy"
+    with pytest.raises(FileNotFoundError):
+        disk.open_synced("missing")
 
 
 def test_synced_data_survives_every_crash() -> None:

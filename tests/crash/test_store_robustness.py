@@ -569,6 +569,29 @@ def test_an_unreadable_segment_is_store_access(pristine: Path, tmp_path: Path) -
     assert json.loads(verified.stdout)["code"] == STORE_ACCESS.code
 
 
+def test_an_unwritable_segment_is_store_access_when_opened_for_writing(
+    pristine: Path, tmp_path: Path
+) -> None:
+    """The segment the log resumes on is read-only for its user: a patch fails at open with
+    STORE_ACCESS naming that segment (not a log failure at the first write), nothing changes,
+    and reading the same store still works."""
+    needs_file_modes()
+    directory = tmp_path / "store"
+    shutil.copytree(pristine, directory)
+    segment = newest_segment(directory)
+    segment.chmod(0o444)
+    before = file_hashes(directory)
+    patch = cli("doc", "patch", "--data", str(directory), SPACE, "doc", "--seq", "251",
+                "--redo", '{"late":true}', held_to_modes=True)  # fmt: skip
+    assert patch.stderr.startswith(f"error {STORE_ACCESS.code} STORE_ACCESS"), patch.stderr
+    assert segment.name in patch.stderr and "permission denied" in patch.stderr
+    assert {k: v for k, v in file_hashes(directory).items() if k != "LOCK"} == {
+        k: v for k, v in before.items() if k != "LOCK"
+    }
+    read = cli("doc", "get", "--data", str(directory), SPACE, "doc", held_to_modes=True)
+    assert read.returncode == 0, read.stderr
+
+
 # -- row 6: a failure reported means not applied ----------------------------------------------
 
 

@@ -77,10 +77,15 @@ class RealDisk:
     def sync(self, path: str) -> None:
         os.fdatasync(self._descriptor(path))
 
+    def open_synced(self, path: str) -> None:
+        if path not in self._synced:
+            self._synced[path] = os.open(self._path(path), os.O_RDWR | os.O_DSYNC)
+
     def write_synced(self, path: str, offset: int, data: bytes | memoryview) -> int:
         fd = self._synced.get(path)
         if fd is None:
-            fd = self._synced[path] = os.open(self._path(path), os.O_RDWR | os.O_DSYNC)
+            self.open_synced(path)
+            fd = self._synced[path]
         return os.pwrite(fd, data, offset)
 
     def rename(self, source: str, target: str) -> None:

@@ -115,6 +115,9 @@ class SimDisk:
         file.pending.append((offset, bytes(data)))
         self._step()  # a crash here leaves the write pending
 
+    def open_synced(self, path: str) -> None:
+        self._file(path)  # it exists, and is a file
+
     def write_synced(self, path: str, offset: int, data: bytes | memoryview) -> int:
         self.write(path, offset, data)
         self.sync(path)

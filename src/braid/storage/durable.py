@@ -132,13 +132,13 @@ class DurableEngine:
         self._lock_fd = _lock_directory(directory, shared=read_only)
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="braid-checkpoint")
         applied: AppliedState | None = None
+        files: LogFiles | None = None
         try:
             scan = scan_store(directory)
             if not scan.exists and (read_only or not create):
                 raise BraidError(STORE_NOT_FOUND, f"no braid store at {directory}")
             scan.raise_if_damaged()
             self.scan = scan
-            files: LogFiles | None = None
             if not read_only:
                 _note_holder(directory)
                 files = self._prepare_for_writing(scan)
@@ -156,7 +156,11 @@ class DurableEngine:
             replayed = self._documents.recover(scan.log.records)
             self.report = OpenReport(replayed, bool(scan.repairs), "; ".join(scan.repairs))
             if files is not None:
-                self._wal = WalWriter(files, scan.log, self._rules.applied_lsn + 1)
+                try:
+                    self._wal = WalWriter(files, scan.log, self._rules.applied_lsn + 1)
+                except OSError as error:
+                    path = Path(error.filename or directory / WAL_DIRECTORY)
+                    raise access_error(path, error, "cannot open the log at") from None
                 self._wal.on_rollback = self._documents.revert_from
                 if self._rules.pending:
                     await self._checkpoint_now()
@@ -164,6 +168,8 @@ class DurableEngine:
             self._checkpointer.shutdown()
             if applied is not None:
                 applied.close()
+            if files is not None and self._wal is None:
+                files.close()
             os.close(self._lock_fd)
             raise
 

@@ -391,7 +391,8 @@ class LogFiles:
 
     def start(self, analysis: LogAnalysis, next_lsn: int) -> tuple[int, int, Layout]:
         """Where writing resumes in a clean log: the next lsn (at least `next_lsn`, the one
-        after what the applied state holds), the next batch number, and the layout."""
+        after what the applied state holds), the next batch number, and the layout. Raises
+        OSError when the segment to write on cannot be written."""
         assert analysis.verdict is LogVerdict.CLEAN
         self._segments = [
             _Segment(state.index, state.path.name, state.header.first_lsn)
@@ -407,6 +408,7 @@ class LogFiles:
             size = last.header.segment_bytes or self.segment_bytes
             if last.end + SEGMENT_ROOM_MIN < size:
                 self._active = last.path.name
+                self.disk.open_synced(self._active)  # an unwritable segment fails the open
                 layout = Layout(last.index, last.end, size, last.index)
             elif last.end + SEAL_BYTES <= size:
                 self._unsealed = (last.index, last.end)
