@@ -224,11 +224,13 @@ class _Channel(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.connection.connection_lost()
         detail = f"connection to {self.address} closed" + (f": {exc}" if exc else "")
-        if not self.ready.done():
+        if not self.ready.done():  # nothing was sent but the handshake: unreachable
             detail += (
                 " before it answered braid's handshake (is it a braid node's --listen "
                 "address? a node serving TLS needs --tls-ca)"
             )
+            self._fail(BraidError(errors.UNREACHABLE, detail))
+            return
         self._fail(BraidError(errors.CONNECTION_LOST, detail))
 
     def _fail(self, error: BraidError) -> None:

@@ -51,7 +51,8 @@ INVALID_SPACE = _entry(
 INVALID_KEY = _entry(
     1002,
     "INVALID_KEY",
-    "The document key is not valid: it must be 1 to 511 bytes of valid UTF-8 with no "
+    "The document key is not valid (or not a braid.Key): it must be 1 to 511 bytes of valid "
+    "UTF-8 with no "
     "control character (Unicode category Cc: U+0000-U+001F, U+007F-U+009F) and no lone "
     "surrogate; format characters such as U+200D and non-ASCII spaces are allowed.",
     retryable=False,
@@ -60,15 +61,17 @@ INVALID_KEY = _entry(
 MALFORMED_JSON = _entry(
     1003,
     "MALFORMED_JSON",
-    "A redo, undo or document is not valid JSON, or is not a JSON object.",
+    "A redo, undo or snapshot document is not JSON text, not valid JSON or Unicode, not a "
+    "JSON object, or nests deeper than braid keeps (the detail says which).",
     retryable=False,
     user=True,
 )
 INVALID_UPDATE = _entry(
     1004,
     "INVALID_UPDATE",
-    "An update is not well formed: seq_begin must be at least 1 and at most seq_end, "
-    "asset_bytes must not be negative, and its fields must fit the size limits.",
+    "An update is not well formed: it must be a braid.Update whose fields have their types, "
+    "with 1 <= seq_begin <= seq_end < 2**63, asset_bytes not negative, who, request and kind "
+    "valid Unicode, and every field within its size limit (the detail names the field).",
     retryable=False,
     user=True,
 )
@@ -91,8 +94,9 @@ INVALID_ARGUMENT = _entry(
     1007,
     "INVALID_ARGUMENT",
     "An argument of a document operation is out of range or of the wrong kind: a negative "
-    "seq or history count, more updates than one patch call may carry, or an unknown "
-    "compute method (the detail names it). Nothing was changed.",
+    "seq or history count, more updates than one patch call may carry, a snapshot document "
+    "longer than the limit, or an unknown compute method (the detail names it). Nothing was "
+    "changed.",
     retryable=False,
     user=True,
 )
@@ -228,7 +232,8 @@ STORE_FORMAT = _entry(
 STORE_CLOSED = _entry(
     3005,
     "STORE_CLOSED",
-    "The store has been closed; open it again to continue.",
+    "The store (or the network client) has been closed, or is closing; open it (or connect) "
+    "again to continue.",
     retryable=False,
     user=True,
 )
@@ -363,7 +368,9 @@ CONNECTION_LOST = _entry(
 TIMEOUT = _entry(
     4010,
     "TIMEOUT",
-    "No answer arrived within the request's timeout; the request may or may not have been applied.",
+    "The call did not complete within its timeout: no connection in time (nothing was "
+    "sent), or no answer in time (the request may or may not have been applied); the detail "
+    "says which.",
     retryable=True,
     user=False,
 )
@@ -377,7 +384,8 @@ FLOW_CONTROL_ERROR = _entry(
 UNREACHABLE = _entry(
     4012,
     "UNREACHABLE",
-    "No node could be connected to (refused, unreachable or timed out).",
+    "No node could be connected to: refused, unreachable, timed out, or closed the "
+    "connection before completing the handshake. Nothing was sent.",
     retryable=True,
     user=True,
 )
