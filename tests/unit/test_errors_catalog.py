@@ -165,10 +165,10 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "client.py:parse_address",
     ),
     "DOCUMENT_NOT_FOUND": (
-        "storage/durable.py:DurableEngine._append",
-        "storage/durable.py:DurableEngine._readable_now",
-        "storage/durable.py:DurableEngine._replay",
-        "storage/durable.py:DurableEngine.delete",
+        "storage/documents.py:Documents.patch",
+        "storage/documents.py:Documents.readable",
+        "storage/documents.py:Documents._replay",
+        "storage/documents.py:Documents.delete",
         "storage/memory.py:MemoryEngine._document",
     ),
     "DOCUMENT_EXISTS": ("core/document.py:DocumentLog.refuse_initialize_existing",),
@@ -188,8 +188,8 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
     "DOCUMENT_TOO_LARGE": ("core/document.py:_too_large",),
     "WAL_CORRUPT": (
         "cli/wal.py:log_verdict_text",
-        "storage/durable.py:DurableEngine._unappliable",
-        "storage/scan.py:_judge",
+        "storage/documents.py:Documents._unappliable",
+        "storage/scan.py:judge",
     ),
     "WAL_FAILED": (
         "core/wal/batcher.py:Batcher.barrier",
@@ -214,12 +214,12 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "core/wal/batcher.py:Batcher.check",
         "sim/applied.py:MemoryApplied.checkpoint",
         "storage/wal.py:WalWriter._rolled_back",
-        "storage/wal.py:access_error",
+        "storage/logfiles.py:access_error",
     ),
     "STORE_ACCESS": (
         "storage/scan.py:_check_spare",
         "storage/scan.py:_exists_as",
-        "storage/wal.py:access_error",
+        "storage/logfiles.py:access_error",
     ),
     "APPLIED_STATE_CORRUPT": (
         "cli/verify.py:Verdict.as_json",
@@ -306,7 +306,7 @@ REVIEWED_DYNAMIC_SITES: dict[str, str] = {
     "client.py:error_from": "the node's answer: whatever code the node raised, unchanged",
     "storage/applied.py:storage_error": "SQLite's failure: APPLIED_STATE_CORRUPT, DISK_FULL, "
     "STORE_ACCESS, or APPLIED_STATE_FAILED while writing",
-    "storage/durable.py:DurableEngine._recover": "a replay failure that is not the log's "
+    "storage/documents.py:Documents.recover": "a replay failure that is not the log's "
     "fault (APPLIED_STATE_CORRUPT, STORE_ACCESS, DISK_FULL), its detail naming the record",
 }
 
