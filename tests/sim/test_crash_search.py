@@ -73,10 +73,13 @@ def test_each_broken_variant_is_caught_within_a_thousand_seeds(broken: Broken) -
 def test_a_seed_replays_exactly() -> None:
     """The same seed gives the same run step for step (trace and figures), the failing seed
     of a broken variant the same failure."""
+    lengths = []
     for seed in (7, 1234, 99_999):
         first, second = run_seed(seed, trace=True), run_seed(seed, trace=True)
-        assert first.trace == second.trace and len(first.trace) > 10
+        assert first.trace == second.trace
         assert first.figures == second.figures
+        lengths.append(len(first.trace))
+    assert max(lengths) > 20, lengths  # (a seed may crash early and do little)
     failures, _ = search(range(BROKEN_SEEDS), Broken.ACK_BEFORE_DURABLE)
     seed = failures[0].seed
     again = run_seed(seed, Broken.ACK_BEFORE_DURABLE)
