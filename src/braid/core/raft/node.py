@@ -1,0 +1,558 @@
+"""Raft for one partition's replica, as a pure state machine (etcd-io/raft's shape).
+
+Inputs: `tick()` (time, in ticks), `step(source, message)`, `propose(data)`, `persisted(index,
+term)` (the driver made the log durable through there), `transfer(target)`, `campaign()`.
+Output: `ready()` hands over, at once and once each, what the driver must do:
+
+1. persist `hard_state` (term and vote) when it is not None, *before sending any message of
+   the same Ready* (a vote granted must survive a crash);
+2. append `entries` to its durable log (an entry may overwrite one at the same index) and
+   report `persisted(index, term)` when they are durable — the leader's own entries count
+   toward a commit only then, like a follower's, and a follower acknowledges entries only
+   then (the acknowledgement is a message of a later Ready);
+3. send `messages` (the leader's appends go out while its own write is under way);
+4. apply `committed` entries, in order (only ones this replica holds durably).
+
+What it does (the Raft paper, with etcd's and the dissertation's additions):
+
+- Elections with pre-vote (a candidate first asks whether it could win, changing nobody's
+  term, so a partitioned replica rejoining does not depose a healthy leader), check-quorum (a
+  leader that has not heard from a majority within an election timeout steps down), and
+  stickiness (a follower that heard from a live leader within the election timeout, or that
+  has just started, refuses votes). Timeouts are randomized in [election, 2·election) ticks
+  from the injected `random.Random`.
+- Replication: a follower being probed gets one append at a time until its log matches, then
+  appends are pipelined, at most `inflight_max` in flight, each up to `append_entries_max`
+  entries.
+- Commit on a *durable* majority, and only of an entry of the leader's own term (Figure 8:
+  earlier terms' entries commit with it); a new leader appends an empty entry to get there.
+- A lease for reads: `lease_valid()` while a majority (the leader counting itself) answered a
+  message the leader sent less than `lease_ticks` ago, measured from the *send*. A follower
+  refuses votes for `election_ticks` after hearing from the leader, so with `lease_ticks`
+  below `election_ticks` by the clock-drift bound no other replica can be elected while the
+  lease holds. A new leader's lease starts only once an entry of its term is committed.
+- Leadership transfer to a named replica: it is caught up, then told to stand at once (its
+  votes are not refused by leases); proposals wait meanwhile, and a transfer that does not
+  finish within an election timeout is abandoned.
+
+Not yet: membership changes, and snapshots for a replica that needs compacted entries (a
+*sick* follower, fed out of band — the leader already stops feeding it).
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from braid.core.raft.log import RaftLog
+from braid.core.raft.messages import (
+    Append,
+    AppendReply,
+    Entry,
+    Heartbeat,
+    HeartbeatReply,
+    Message,
+    TimeoutNow,
+    Vote,
+    VoteReply,
+)
+
+NodeId = int
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    lease_ticks: int = 8  # below election_ticks by the clock-drift bound
+    inflight_max: int = 64  # appends in flight to one follower
+    append_entries_max: int = 256  # entries in one append
+
+    def __post_init__(self) -> None:
+        assert self.heartbeat_ticks >= 1
+        assert self.election_ticks > self.heartbeat_ticks
+        assert 0 < self.lease_ticks < self.election_ticks
+        assert self.inflight_max >= 1
+        assert self.append_entries_max >= 1
+
+
+@dataclass(frozen=True)
+class HardState:
+    """What must be durable before this replica says anything in its term."""
+
+    term: int = 0
+    vote: NodeId | None = None
+
+
+@dataclass
+class Ready:
+    hard_state: HardState | None
+    entries: list[Entry]
+    messages: list[tuple[NodeId, Message]]
+    committed: list[Entry]
+
+    def __bool__(self) -> bool:
+        return bool(self.hard_state is not None or self.entries or self.messages or self.committed)
+
+
+class NotLeader(Exception):
+    """A proposal or transfer on a replica that is not (or no longer acts as) the leader;
+    `leader` is the one it knows of, if any."""
+
+    def __init__(self, leader: NodeId | None, why: str = "not the leader") -> None:
+        super().__init__(f"{why} (leader: {leader if leader is not None else 'unknown'})")
+        self.leader = leader
+
+
+@dataclass
+class Progress:
+    """What the leader knows of one follower."""
+
+    match: int = 0  # the follower's log matches ours, durably, through here
+    next: int = 1  # the next index to send
+    probing: bool = True  # one append at a time until a reply says where the logs match
+    probe_sent: bool = False
+    inflight: collections.deque[int] = field(default_factory=collections.deque)
+    recent_active: bool = False  # heard from within the current check-quorum interval
+    acked_ctx: int = -(10**18)  # the send tick of the latest message it answered
+    at_heartbeat: tuple[int, int] = (0, 0)  # (match, next - 1) when the heartbeat went
+
+    def paused(self, inflight_max: int) -> bool:
+        return self.probe_sent if self.probing else len(self.inflight) >= inflight_max
+
+
+class RaftNode:
+    """One replica of one group (see the module text). `voters` includes `node_id`."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        voters: Sequence[NodeId],
+        config: RaftConfig,
+        rng: random.Random,
+        *,
+        hard_state: HardState = HardState(),
+        entries: Sequence[Entry] = (),
+        offset: int = 0,
+        offset_term: int = 0,
+        applied: int = 0,
+    ) -> None:
+        assert node_id in voters
+        assert len(set(voters)) == len(voters)
+        self.id = node_id
+        self.voters = tuple(sorted(voters))
+        self.config = config
+        self._rng = rng
+        self.log = RaftLog(entries, offset, offset_term)
+        self.log.committed = self.log.applied = max(offset, applied)
+        self.term = hard_state.term
+        self.vote = hard_state.vote
+        self._saved = hard_state
+        self.role = Role.FOLLOWER
+        self.leader: NodeId | None = None
+        self.ticks = 0  # this replica's clock
+        self._election_elapsed = 0
+        self._timeout = self._random_timeout()
+        self._heartbeat_elapsed = 0
+        # Refuse votes while a leader may hold a lease: after hearing from one, and at start
+        # (a restarted replica may have answered the leader just before it stopped).
+        self._sticky = True
+        self._votes: dict[NodeId, bool] = {}
+        self._progress: dict[NodeId, Progress] = {}
+        self._transfer_to: NodeId | None = None
+        self._transfer_elapsed = 0
+        self._pending_acks: list[tuple[NodeId, int, int]] = []  # (leader, index, ctx)
+        self._outbox: list[tuple[NodeId, Message]] = []
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def quorum(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    @property
+    def peers(self) -> tuple[NodeId, ...]:
+        return tuple(voter for voter in self.voters if voter != self.id)
+
+    def progress(self, peer: NodeId) -> Progress:
+        return self._progress[peer]
+
+    def lease_valid(self) -> bool:
+        """Whether this leader may serve a read without a round trip now (module text)."""
+        if self.role is not Role.LEADER or self.log.term_at(self.log.committed) != self.term:
+            return False
+        acked = sorted(
+            [self.ticks, *(self._progress[peer].acked_ctx for peer in self.peers)], reverse=True
+        )
+        return self.ticks < acked[self.quorum - 1] + self.config.lease_ticks
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.ticks += 1
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._election_elapsed += 1
+            if self._election_elapsed >= self._timeout:
+                self._election_elapsed = 0
+                self._campaign(pre=True)
+
+    def campaign(self) -> None:
+        """Stand for election now, as when the election timeout passes (with a pre-vote)."""
+        if self.role is not Role.LEADER:
+            self._campaign(pre=True)
+
+    def propose(self, data: bytes) -> int:
+        """Append `data` to the log (on the leader); returns its index."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if self._transfer_to is not None:
+            raise NotLeader(self.leader, f"leadership is moving to {self._transfer_to}")
+        index = self.log.last_index + 1
+        self.log.append([Entry(self.term, index, data)])
+        self._broadcast_append()
+        return index
+
+    def persisted(self, index: int, term: int) -> None:
+        """The driver made the log durable through (`index`, `term`)."""
+        if not self.log.persisted_to(index, term):
+            return
+        if self.role is Role.LEADER:
+            if self._maybe_commit():
+                self._broadcast_append(empty=True)
+        else:
+            self._flush_acks()
+
+    def transfer(self, target: NodeId) -> None:
+        """Hand leadership to `target` once it is caught up (leader only)."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        assert target in self.peers, target
+        self._transfer_to = target
+        self._transfer_elapsed = 0
+        progress = self._progress[target]
+        if progress.match == self.log.last_index:
+            self._send(target, TimeoutNow(self.term))
+        else:
+            self._send_append(target)
+
+    def step(self, source: NodeId, message: Message) -> None:
+        if source not in self.voters:
+            return  # not a member of this group
+        if message.term > self.term:
+            if not self._step_newer_term(source, message):
+                return
+        elif message.term < self.term:
+            self._answer_older_term(source, message)
+            return
+        if isinstance(message, Vote):
+            self._on_vote(source, message)
+        elif isinstance(message, VoteReply):
+            self._on_vote_reply(source, message)
+        elif isinstance(message, Append):
+            self._on_append(source, message)
+        elif isinstance(message, AppendReply):
+            self._on_append_reply(source, message)
+        elif isinstance(message, Heartbeat):
+            self._on_heartbeat(source, message)
+        elif isinstance(message, HeartbeatReply):
+            self._on_heartbeat_reply(source, message)
+        elif isinstance(message, TimeoutNow) and self.role is not Role.LEADER:
+            self._campaign(pre=False, forced=True)
+
+    # -- output -----------------------------------------------------------------------------
+
+    def ready(self) -> Ready:
+        state = HardState(self.term, self.vote)
+        hard_state = None if state == self._saved else state
+        self._saved = state
+        messages, self._outbox = self._outbox, []
+        return Ready(hard_state, self.log.take_unstable(), messages, self.log.take_committed())
+
+    # -- terms ------------------------------------------------------------------------------
+
+    def _step_newer_term(self, source: NodeId, message: Message) -> bool:
+        """A message from a later term: follow it (False: ignore the message)."""
+        if isinstance(message, Vote):
+            if not message.forced and self._in_lease():
+                return False  # a live leader's follower does not help depose it
+            if message.pre:
+                return True  # a pre-vote changes nobody's term
+            self._become_follower(message.term, None)
+            return True
+        if isinstance(message, VoteReply) and message.pre and message.granted:
+            return True  # a granted pre-vote carries the term the candidate would stand in
+        leader = source if isinstance(message, Append | Heartbeat) else None
+        self._become_follower(message.term, leader)
+        return True
+
+    def _answer_older_term(self, source: NodeId, message: Message) -> None:
+        """A message from an earlier term: a stale leader is told the current term (it steps
+        down); a stale pre-vote is refused; anything else is dropped."""
+        if isinstance(message, Append | Heartbeat):
+            self._send(source, AppendReply(self.term, 0, reject=True))
+        elif isinstance(message, Vote) and message.pre:
+            self._send(source, VoteReply(self.term, False, pre=True))
+
+    def _in_lease(self) -> bool:
+        return self._sticky and self._election_elapsed < self.config.election_ticks
+
+    def _random_timeout(self) -> int:
+        election = self.config.election_ticks
+        return self._rng.randrange(election, 2 * election)
+
+    # -- roles ------------------------------------------------------------------------------
+
+    def _become_follower(self, term: int, leader: NodeId | None) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.role = Role.FOLLOWER
+        self.leader = leader
+        self._election_elapsed = 0
+        self._timeout = self._random_timeout()
+        self._votes = {}
+        self._progress = {}
+        self._transfer_to = None
+        if leader is not None:
+            self._sticky = True
+
+    def _campaign(self, *, pre: bool, forced: bool = False) -> None:
+        self._sticky = False
+        self._election_elapsed = 0
+        self._timeout = self._random_timeout()
+        self.leader = None
+        if pre:
+            self.role = Role.PRE_CANDIDATE
+            term = self.term + 1
+        else:
+            self.role = Role.CANDIDATE
+            self.term += 1
+            self.vote = self.id
+            term = self.term
+        self._votes = {self.id: True}
+        if self._tally(pre):
+            return
+        last_index, last_term = self.log.last_index, self.log.last_term
+        for peer in self.peers:
+            self._send(peer, Vote(term, last_index, last_term, pre=pre, forced=forced))
+
+    def _tally(self, pre: bool) -> bool:
+        """Count the votes; win or lose when a quorum has spoken. True when decided."""
+        granted = sum(self._votes.values())
+        if granted >= self.quorum:
+            if pre:
+                self._campaign(pre=False)
+            else:
+                self._become_leader()
+            return True
+        if len(self._votes) - granted >= self.quorum:
+            self._become_follower(self.term, None)
+            return True
+        return False
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self.leader = self.id
+        self._heartbeat_elapsed = 0
+        self._election_elapsed = 0  # counts toward the next check-quorum
+        last = self.log.last_index
+        self._progress = {peer: Progress(next=last + 1) for peer in self.peers}
+        self.log.append([Entry(self.term, last + 1)])  # commits the earlier terms' entries
+        self._broadcast_append()
+
+    # -- votes ------------------------------------------------------------------------------
+
+    def _on_vote(self, source: NodeId, message: Vote) -> None:
+        can_vote = (
+            self.vote == source
+            or (self.vote is None and self.leader is None)
+            or (message.pre and message.term > self.term)
+        )
+        if can_vote and self.log.is_up_to_date(message.last_index, message.last_term):
+            if not message.pre:
+                self.vote = source
+                self._election_elapsed = 0
+            self._send(source, VoteReply(message.term, True, pre=message.pre))
+        else:
+            self._send(source, VoteReply(self.term, False, pre=message.pre))
+
+    def _on_vote_reply(self, source: NodeId, message: VoteReply) -> None:
+        expected = Role.PRE_CANDIDATE if message.pre else Role.CANDIDATE
+        if self.role is not expected:
+            return
+        self._votes[source] = message.granted
+        self._tally(message.pre)
+
+    # -- the follower's side ----------------------------------------------------------------
+
+    def _heard_from_leader(self, source: NodeId) -> None:
+        if self.role is not Role.FOLLOWER or self.leader != source:
+            self._become_follower(self.term, source)
+        self._election_elapsed = 0
+        self._sticky = True
+
+    def _on_append(self, source: NodeId, message: Append) -> None:
+        self._heard_from_leader(source)
+        log = self.log
+        if message.prev_index < log.committed:
+            # Already committed here: say so (the entries after are the leader's to resend).
+            self._send(source, AppendReply(self.term, log.committed, ctx=message.ctx))
+            return
+        if not log.matches(message.prev_index, message.prev_term):
+            reply = AppendReply(
+                self.term, message.prev_index, reject=True, hint=log.last_index, ctx=message.ctx
+            )
+            self._send(source, reply)
+            return
+        log.append(message.entries)
+        index = message.prev_index + len(message.entries)
+        log.commit_to(min(message.commit, index))
+        self._pending_acks.append((source, index, message.ctx))
+        self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        """Acknowledge the appends whose entries are durable now (in order)."""
+        remaining = []
+        for leader, index, ctx in self._pending_acks:
+            if leader != self.leader:
+                continue  # a deposed leader's: it learns the new term elsewhere
+            if index <= self.log.persisted:
+                self._send(leader, AppendReply(self.term, index, ctx=ctx))
+            else:
+                remaining.append((leader, index, ctx))
+        self._pending_acks = remaining
+
+    def _on_heartbeat(self, source: NodeId, message: Heartbeat) -> None:
+        self._heard_from_leader(source)
+        self.log.commit_to(min(message.commit, self.log.last_index))
+        self._send(source, HeartbeatReply(self.term, message.ctx))
+
+    # -- the leader's side ------------------------------------------------------------------
+
+    def _tick_leader(self) -> None:
+        self._heartbeat_elapsed += 1
+        if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
+            self._heartbeat_elapsed = 0
+            for peer in self.peers:
+                progress = self._progress[peer]
+                progress.at_heartbeat = (progress.match, progress.next - 1)
+                commit = min(progress.match, self.log.committed)
+                self._send(peer, Heartbeat(self.term, commit, ctx=self.ticks))
+        if self._transfer_to is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= self.config.election_ticks:
+                self._transfer_to = None  # abandoned: the target did not take over
+        self._election_elapsed += 1
+        if self._election_elapsed >= self.config.election_ticks:
+            self._election_elapsed = 0
+            self._check_quorum()
+
+    def _check_quorum(self) -> None:
+        """Step down unless a majority was heard from within the last election timeout."""
+        active = 1 + sum(self._progress[peer].recent_active for peer in self.peers)
+        for peer in self.peers:
+            self._progress[peer].recent_active = False
+        if active < self.quorum:
+            self._become_follower(self.term, None)
+
+    def _heard_from_follower(self, source: NodeId, ctx: int) -> Progress:
+        progress = self._progress[source]
+        progress.recent_active = True
+        progress.acked_ctx = max(progress.acked_ctx, ctx)
+        return progress
+
+    def _on_append_reply(self, source: NodeId, message: AppendReply) -> None:
+        if self.role is not Role.LEADER:
+            return
+        progress = self._heard_from_follower(source, message.ctx)
+        if message.reject:
+            # Only a reply to the probe (or to the oldest append in flight) moves next back.
+            if message.index != progress.next - 1 and not progress.probing:
+                return
+            progress.next = max(1, min(message.index, message.hint + 1))
+            progress.next = max(progress.next, progress.match + 1)
+            progress.probing = True
+            progress.probe_sent = False
+            progress.inflight.clear()
+            self._send_append(source)
+            return
+        if message.index > progress.match:
+            progress.match = message.index
+        progress.next = max(progress.next, message.index + 1)
+        while progress.inflight and progress.inflight[0] <= message.index:
+            progress.inflight.popleft()
+        if progress.probing:
+            progress.probing = False
+            progress.probe_sent = False
+        if self._maybe_commit():
+            self._broadcast_append(empty=True)
+        else:
+            self._send_append(source)
+        if self._transfer_to == source and progress.match == self.log.last_index:
+            self._send(source, TimeoutNow(self.term))
+
+    def _on_heartbeat_reply(self, source: NodeId, message: HeartbeatReply) -> None:
+        if self.role is not Role.LEADER:
+            return
+        progress = self._heard_from_follower(source, message.ctx)
+        if progress.match < self.log.last_index:
+            match, sent_through = progress.at_heartbeat
+            if not progress.probing and progress.match == match < sent_through:
+                # Appends sent before the heartbeat went unanswered while the heartbeat was
+                # answered: they were lost. Probe again from what the follower holds.
+                progress.probing = True
+                progress.next = progress.match + 1
+                progress.inflight.clear()
+            progress.probe_sent = False  # a probe may have been lost too: send it again
+            self._send_append(source)
+
+    def _maybe_commit(self) -> bool:
+        """Commit the highest index a durable majority holds, if it is of this term."""
+        matches = sorted(
+            [self.log.persisted, *(self._progress[peer].match for peer in self.peers)],
+            reverse=True,
+        )
+        index = matches[self.quorum - 1]
+        if index <= self.log.committed or self.log.term_at(index) != self.term:
+            return False
+        return self.log.commit_to(index)
+
+    def _broadcast_append(self, *, empty: bool = False) -> None:
+        for peer in self.peers:
+            self._send_append(peer, empty=empty)
+
+    def _send_append(self, peer: NodeId, *, empty: bool = False) -> None:
+        """Send `peer` the entries it lacks, unless it is paused (a probe out, or its window
+        full); with nothing new, nothing is sent unless `empty` (to carry a new commit)."""
+        progress = self._progress[peer]
+        if progress.paused(self.config.inflight_max):
+            return
+        log = self.log
+        prev = progress.next - 1
+        prev_term = log.term_at(prev)
+        if prev_term is None:
+            return  # compacted away: this follower is sick (fed by a snapshot: not yet)
+        entries = log.slice(progress.next, self.config.append_entries_max)
+        if not entries and not empty:
+            return
+        self._send(peer, Append(self.term, prev, prev_term, entries, log.committed, self.ticks))
+        if progress.probing:
+            progress.probe_sent = True
+        elif entries:
+            progress.next = entries[-1].index + 1
+            progress.inflight.append(entries[-1].index)
+
+    def _send(self, target: NodeId, message: Message) -> None:
+        self._outbox.append((target, message))
