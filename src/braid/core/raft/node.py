@@ -20,7 +20,7 @@ What it does (the Raft paper, with etcd's and the dissertation's additions):
   leader that has not heard from a majority within an election timeout steps down), and
   stickiness (a follower that heard from a live leader within the election timeout, or that
   has just started, refuses votes). Timeouts are randomized in [election, 2·election) ticks
-  from the injected `random.Random`.
+  from the injected generator.
 - Replication: a follower being probed gets one append at a time until its log matches, then
   appends are pipelined, at most `inflight_max` in flight, each up to `append_entries_max`
   entries.
@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import collections
 import enum
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from braid.core.raft.log import RaftLog
 from braid.core.raft.messages import (
@@ -61,6 +61,13 @@ from braid.core.raft.messages import (
 )
 
 NodeId = int
+
+
+class Randomness(Protocol):
+    """What the core draws its randomness from: a seeded `random.Random`, injected (the
+    core never imports `random`, so no run can depend on a global generator)."""
+
+    def randrange(self, start: int, stop: int) -> int: ...
 
 
 class Role(enum.Enum):
@@ -139,7 +146,7 @@ class RaftNode:
         node_id: NodeId,
         voters: Sequence[NodeId],
         config: RaftConfig,
-        rng: random.Random,
+        rng: Randomness,
         *,
         hard_state: HardState = HardState(),
         entries: Sequence[Entry] = (),
