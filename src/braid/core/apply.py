@@ -38,17 +38,23 @@ class ApplyRules:
     checkpoint_records: int  # a checkpoint is due once this many operations are pending
     pending: list[tuple[int, Op]] = field(default_factory=list)
     running: Checkpoint | None = field(default=None, init=False)
+    # Enough is pending that a checkpoint should run now (else the interval decides). An
+    # attribute, kept by every change of `pending`: every write reads it.
+    due: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self._recount()
+
+    def _recount(self) -> None:
+        self.due = len(self.pending) >= self.checkpoint_records
 
     def logged(self, lsn: int, op: Op) -> None:
         """An operation was framed into the log at `lsn` (lsns only grow)."""
+        pending = self.pending
         assert lsn > self.applied_lsn
-        assert not self.pending or lsn > self.pending[-1][0], (lsn, self.pending[-1][0])
-        self.pending.append((lsn, op))
-
-    @property
-    def due(self) -> bool:
-        """Enough is pending that a checkpoint should run now (else the interval decides)."""
-        return len(self.pending) >= self.checkpoint_records
+        assert not pending or lsn > pending[-1][0], (lsn, pending[-1][0])
+        pending.append((lsn, op))
+        self.due = len(pending) >= self.checkpoint_records
 
     def begin(self, durable_lsn: int) -> Checkpoint | None:
         """The next checkpoint: every pending operation at or below `durable_lsn` (never
@@ -70,6 +76,7 @@ class ApplyRules:
         assert checkpoint is self.running
         assert self.pending[checkpoint.count - 1][0] == checkpoint.through_lsn
         del self.pending[: checkpoint.count]
+        self._recount()
         self.applied_lsn = checkpoint.through_lsn
         self.running = None
 
@@ -89,6 +96,7 @@ class ApplyRules:
         assert self.running is None or self.running.through_lsn < first_lsn
         touched = dict.fromkeys(op.key for lsn, op in self.pending if lsn >= first_lsn)
         self.pending = [(lsn, op) for lsn, op in self.pending if lsn < first_lsn]
+        self._recount()
         return {key: [(lsn, op) for lsn, op in self.pending if op.key == key] for key in touched}
 
     def pending_keys(self) -> set[Key]:

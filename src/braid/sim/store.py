@@ -167,8 +167,7 @@ class SimStore:
             self.failed = True
             raise
         self.rotations += batcher.layout.last_index - last_index
-        batcher.written(batch)
-        return Flushed(acknowledged=batcher.completed(batch))
+        return Flushed(acknowledged=batcher.written_and_completed(batch))
 
     def checkpoint(self) -> bool:
         """The checkpoint thread's turn, then the release of segments; False when there was

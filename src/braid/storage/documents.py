@@ -162,7 +162,9 @@ class Documents:
         if encoded is None:
             encoded = encode_op(op)[1]
         lsn, waiter = log.append(RecordType.PATCH, encoded)
-        self._grow(entry, updates, size)
+        document = entry.log
+        document.append(updates, size)  # `_grow`, written out: this is every patch
+        self.cache_bytes += size
         entry.last_lsn = lsn
         self.rules.logged(lsn, op)
         return waiter

@@ -430,15 +430,19 @@ class LogFiles:
         active = self._active
         assert active is not None
         write_synced = self.disk.write_synced
-        start = offset
-        view = memoryview(batch.data)
+        data = batch.data
+        try:
+            written = write_synced(active, offset, data)
+        except OSError as error:
+            if is_disk_full(error):  # nothing of it was written
+                raise NothingWritten(error) from error
+            raise
+        if written == len(data):
+            return  # the whole batch in one write, as almost always
+        view = memoryview(data)[written:]  # a short write: the rest, from where it stopped
+        offset += written
         while view:
-            try:
-                written = write_synced(active, offset, view)
-            except OSError as error:
-                if offset == start and is_disk_full(error):
-                    raise NothingWritten(error) from error
-                raise
+            written = write_synced(active, offset, view)
             view = view[written:]
             offset += written
 

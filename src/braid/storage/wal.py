@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from braid import limits
 from braid.core.wal.batcher import Batch, Batcher
-from braid.core.wal.record import RECORD_HEADER_SIZE, RecordType
+from braid.core.wal.record import RecordType
 from braid.errors import DISK_FULL, WAL_FAILED, BraidError
 
 # The log's files and their analysis, for the modules that import them from here.
@@ -42,6 +42,7 @@ from braid.storage.logfiles import analyze_log as analyze_log
 from braid.storage.logfiles import list_segments as list_segments
 
 log = logging.getLogger("braid.store")
+_INLINE_BYTES_MAX = limits.wal_inline_sync_bytes_max
 
 
 class _Refused(Exception):
@@ -100,6 +101,7 @@ class WalWriter:
         # Guarded by _lock (shared with the writer thread):
         self._batcher: Batcher[asyncio.Future[None]] = Batcher(first_lsn, first_batch, layout)
         self._idle = False  # the writer thread is waiting for work
+        self._released: list[asyncio.Future[None]] = []  # waiters a completion released
         # Called on the event loop's thread when a batch the full disk refused was given
         # back, with its first lsn: the engine reverts what it applied from there on.
         self.on_rollback: Callable[[int], None] = lambda first_lsn: None
@@ -187,33 +189,30 @@ class WalWriter:
         self._kick_scheduled = False
         with self._lock:
             batcher = self._batcher
-            if not batcher.ready or batcher.failure is not None:
-                return  # the writer picks the open batch up when its current one is done
-            inline = (
-                self._idle
-                and not batcher.closing  # the writer thread, woken by close, must do it
-                and batcher.open_records == 1
-                and batcher.open_bytes <= limits.wal_inline_sync_bytes_max
-                # the batch and its commit marker (a bare record header) fit the segment
-                and batcher.fits(batcher.open_bytes + RECORD_HEADER_SIZE)
-            )
-            if not inline:
-                self._wakeup.notify()
+            if batcher.failure is not None:
                 return
-            batch = batcher.take()
-        seconds, error = self._write_sealed(batch)
+            # Not once close has begun: the writer thread, woken by it, must do the rest.
+            if self._idle and not batcher.closing and batcher.lone_record(_INLINE_BYTES_MAX):
+                batch = batcher.take()
+            else:
+                if batcher.ready:  # else the writer takes it when its current batch is done
+                    self._wakeup.notify()
+                return
+        seconds, error = self._write_sealed(batch, complete=True)
         if isinstance(error, _Refused):
             self._rolled_back(batch.first_lsn, error.dropped, error.cause)
         elif error is not None:
             self._fail(error, batch.waiters)
         else:
-            self._complete(batch, seconds)
+            self._completed(batch, seconds)
 
     def _write_sealed(
-        self, batch: Batch[asyncio.Future[None]]
+        self, batch: Batch[asyncio.Future[None]], *, complete: bool = False
     ) -> tuple[float, _Refused | _Fatal | None]:
         """Write a taken batch (either thread): seconds taken, or the error, which is
-        recorded in the batcher at once (no more appends, or the batch given back)."""
+        recorded in the batcher at once (no more appends, or the batch given back). With
+        `complete` (the event loop's own thread writing), the batch is also completed in
+        the batcher under the same lock, its waiters left in `self._released`."""
         started = time.perf_counter()
         try:
             self._files.write(batch, self._batcher, self._lock)
@@ -226,7 +225,10 @@ class WalWriter:
                 refused_waiters = self._batcher.failed(str(error))
             return 0.0, _Fatal(error, refused_waiters)
         with self._lock:
-            self._batcher.written(batch)
+            if complete:
+                self._released = self._batcher.written_and_completed(batch)
+            else:
+                self._batcher.written(batch)
         return time.perf_counter() - started, None
 
     def _rolled_back(
@@ -252,11 +254,18 @@ class WalWriter:
 
     def _complete(self, batch: Batch[asyncio.Future[None]], seconds: float) -> None:
         """A batch is durable (event-loop thread): release its writers and met barriers."""
+        with self._lock:
+            self._released = self._batcher.completed(batch)
+        self._completed(batch, seconds)
+
+    def _completed(self, batch: Batch[asyncio.Future[None]], seconds: float) -> None:
+        """Release the waiters the batcher released (`_released`; event-loop thread)."""
         self.sync_seconds_total += seconds
         self.batches_synced += 1
-        with self._lock:
-            released = self._batcher.completed(batch)
-        _resolve_all(released)
+        released, self._released = self._released, []
+        for future in released:
+            if not future.done():
+                future.set_result(None)
         self._drained.set()
 
     def _fail(self, fatal: _Fatal, batch_waiters: list[asyncio.Future[None]]) -> None:

@@ -41,15 +41,19 @@ from braid.errors import DISK_FULL, RECORD_TOO_LARGE, STORE_CLOSED, WAL_FAILED, 
 
 W = TypeVar("W")
 
+_PAYLOAD_BYTES_MAX = limits.wal_record_payload_bytes_max
+_BATCH_BYTES_MAX = limits.wal_batch_bytes_max
 SEAL_BYTES = RECORD_HEADER_SIZE + 8  # a seal record: its header and the next segment's index
 # A segment is written on after a reopen only if at least this much room is left in it.
 SEGMENT_ROOM_MIN = limits.wal_segment_room_bytes_min
 assert SEGMENT_ROOM_MIN > SEAL_BYTES + RECORD_HEADER_SIZE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Batch(Generic[W]):
-    """A sealed batch: its bytes (records, then the commit marker) and one waiter per record."""
+    """A sealed batch: its bytes (records, then the commit marker) and one waiter per record.
+    Not changed once taken; not frozen only because a frozen dataclass costs four times as
+    much to create, and one is created for every batch (at low load, every record)."""
 
     number: int
     first_lsn: int
@@ -95,6 +99,9 @@ class Batcher(Generic[W]):
     closing: bool = field(default=False, init=False)
     rolling_back: bool = field(default=False, init=False)
     failure: str | None = field(default=None, init=False)
+    # The open batch is at its bound: writers wait for room (bounded memory). An attribute,
+    # kept by append, take, refused and failed: every write reads it.
+    full: bool = field(default=False, init=False)
     _buffer: bytearray = field(default_factory=bytearray, init=False)
     _buffer_first_lsn: int = field(default=0, init=False)
     _waiters: list[W] = field(default_factory=list, init=False)
@@ -121,7 +128,7 @@ class Batcher(Generic[W]):
     def append(self, kind: RecordType, payload: bytes, waiter: W) -> int:
         """Frame a record into the open batch; returns its lsn. `waiter` is released when
         the batch is durable, or failed with it."""
-        if len(payload) > limits.wal_record_payload_bytes_max:
+        if len(payload) > _PAYLOAD_BYTES_MAX:
             raise BraidError(
                 RECORD_TOO_LARGE,
                 f"record of {len(payload)} bytes; the limit is "
@@ -133,14 +140,11 @@ class Batcher(Generic[W]):
         self.next_lsn = lsn + 1
         if not self._buffer:
             self._buffer_first_lsn = lsn
-        self._buffer += encode_record(lsn, self.next_batch, kind, payload)
+        buffer = self._buffer
+        buffer += encode_record(lsn, self.next_batch, kind, payload)
+        self.full = len(buffer) >= _BATCH_BYTES_MAX
         self._waiters.append(waiter)
         return lsn
-
-    @property
-    def full(self) -> bool:
-        """The open batch is at its bound: writers wait for room (bounded memory)."""
-        return len(self._buffer) >= limits.wal_batch_bytes_max
 
     @property
     def open_bytes(self) -> int:
@@ -159,7 +163,7 @@ class Batcher(Generic[W]):
 
     def take(self) -> Batch[W]:
         """Seal the open batch with its commit marker; it is the one being written now."""
-        assert self.ready
+        assert self._buffer and not self.writing  # `ready`, written out
         marker_lsn = self.next_lsn
         self.next_lsn += 1
         number = self.next_batch
@@ -168,6 +172,7 @@ class Batcher(Generic[W]):
         batch = Batch(number, self._buffer_first_lsn, marker_lsn, data, self._waiters)
         self._buffer = bytearray()
         self._waiters = []
+        self.full = False
         self.writing = True
         return batch
 
@@ -180,7 +185,26 @@ class Batcher(Generic[W]):
 
     def placement(self, batch: Batch[W]) -> int | None:
         """The offset `batch` goes to in the active segment, or None: rotate first."""
-        return self.layout.offset if self.fits(len(batch.data)) else None
+        layout = self.layout  # `fits`, written out: this runs for every batch
+        offset = layout.offset
+        if layout.active_index is None or offset + len(batch.data) + SEAL_BYTES > layout.size:
+            return None
+        return offset
+
+    def lone_record(self, bytes_max: int) -> bool:
+        """Whether the open batch is a single record of at most `bytes_max` bytes that can
+        be taken now and fits the active segment with its commit marker: the writer may
+        then write it without handing it to another thread (one call: this runs for every
+        record at low load)."""
+        size = len(self._buffer)
+        layout = self.layout  # `fits`, written out
+        return (
+            len(self._waiters) == 1
+            and not self.writing
+            and size <= bytes_max
+            and layout.active_index is not None
+            and layout.offset + size + RECORD_HEADER_SIZE + SEAL_BYTES <= layout.size
+        )
 
     @staticmethod
     def segment_bytes_needed(batch: Batch[W]) -> int:
@@ -215,12 +239,24 @@ class Batcher(Generic[W]):
         self.durable_lsn = max(self.durable_lsn, batch.marker_lsn)
         self.writing = False
 
+    def written_and_completed(self, batch: Batch[W]) -> list[W]:
+        """`written` then `completed`, in one call (a driver that writes and completes in
+        the same thread: the real writer's inline batches, the simulator)."""
+        assert self.writing
+        self.layout.offset += len(batch.data)  # `written`, written out (once per batch)
+        if batch.marker_lsn > self.durable_lsn:
+            self.durable_lsn = batch.marker_lsn
+        self.writing = False
+        return self.completed(batch)
+
     def completed(self, batch: Batch[W]) -> list[W]:
         """The waiters a durable batch releases: its own, then every barrier it meets. (The
         threaded driver delivers completions on another thread than `written`, so an
         inline batch may be completed before the batch written just before it.)"""
-        released = list(batch.waiters)
         barriers = self._barriers
+        if not barriers:
+            return batch.waiters
+        released = list(batch.waiters)
         while barriers and barriers[0][0] <= self.durable_lsn:
             released.append(barriers.popleft()[1])
         return released
@@ -234,6 +270,7 @@ class Batcher(Generic[W]):
         dropped = [*batch.waiters, *self._waiters]
         self._waiters = []
         self._buffer = bytearray()
+        self.full = False
         self.next_lsn = batch.first_lsn
         self.next_batch = batch.number
         self.writing = False
@@ -258,6 +295,7 @@ class Batcher(Generic[W]):
         dropped = [*self._waiters, *(waiter for _, waiter in self._barriers)]
         self._waiters = []
         self._buffer = bytearray()
+        self.full = False
         self._barriers.clear()
         return dropped
 
