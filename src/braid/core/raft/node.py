@@ -414,8 +414,11 @@ class RaftNode:
         self._heard_from_leader(source)
         log = self.log
         if message.prev_index < log.committed:
-            # Already committed here: say so (the entries after are the leader's to resend).
-            self._send(source, AppendReply(self.term, log.committed, ctx=message.ctx))
+            # Already committed here: say how far it matches durably (the entries after are
+            # the leader's to send again). Never past what is durable here: the leader
+            # counts a reply toward commits.
+            durable = min(log.committed, log.persisted)
+            self._send(source, AppendReply(self.term, durable, ctx=message.ctx))
             return
         if not log.matches(message.prev_index, message.prev_term):
             reply = AppendReply(
@@ -489,7 +492,10 @@ class RaftNode:
             if message.index != progress.next - 1 and not progress.probing:
                 return
             progress.next = max(1, min(message.index, message.hint + 1))
-            progress.next = max(progress.next, progress.match + 1)
+            if progress.next <= progress.match:
+                # It no longer holds what it acknowledged (its disk lost data it reported
+                # durable): believe it, rather than probe above its log forever.
+                progress.match = progress.next - 1
             progress.probing = True
             progress.probe_sent = False
             progress.inflight.clear()

@@ -1,0 +1,605 @@
+"""One Raft group in simulated time, from one seed: replicas of `braid.core.raft.node.RaftNode`
+driven as the real node will drive them, over a network and disks that fail, and checked.
+
+Everything happens at simulated instants, in an event queue: each replica ticks with its own
+clock (its tick period drifts within `drift_max`), messages arrive after a random delay (or
+are lost, duplicated, reordered), a replica's disk makes a Ready durable after a random
+latency (its messages wait for its hard state, as the driver contract says), and the fault
+schedule partitions the network, stops replicas (losing what their disk had not made
+durable; they restart from what it had) and pauses them (a process stopped past its lease,
+then resumed: its clock has moved on meanwhile). A client proposes entries to whoever leads.
+
+Checked after every event (a failure names the checker and the seed replays it exactly):
+
+- election safety: at most one leader per term;
+- state-machine safety: no two replicas apply different entries at one index, and every
+  replica applies the entries in index order without a gap;
+- leader completeness: a new leader's log holds every entry applied anywhere before;
+- lease safety: at no instant do two running replicas both hold a valid lease;
+- no acknowledged entry lost: an entry the client was told is committed is applied, at its
+  index, by every replica that applies that far;
+- liveness: once the faults stop, a leader is elected and the client's entries commit within
+  a bound.
+
+A crash loses only what a replica had not made durable, so even a power cut that stops every
+replica at once must lose no committed entry: each was durable on a majority.
+
+`Broken` variants of the core (tests only) show that each checker can fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import heapq
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from braid.core.raft.messages import Entry, Message, Vote, VoteReply
+from braid.core.raft.node import HardState, NodeId, NotLeader, RaftConfig, RaftNode, Role
+
+EVENTS_MAX = 1_000_000  # a run that needs more is a message storm (each is far below it)
+
+
+class Broken(enum.Enum):
+    """Deliberately wrong cores, each switched on only by a test that shows a checker
+    catches it."""
+
+    COMMIT_ALONE = "commit-alone"  # a leader commits on its own vote
+    COMMIT_UNDURABLE = "commit-undurable"  # the leader counts its own entry before it is durable
+    DOUBLE_VOTE = "double-vote"  # a replica grants a second vote in one term
+    STALE_LEASE = "stale-lease"  # a leader's lease never lapses
+    ACK_UNDURABLE = "ack-undurable"  # a follower acknowledges entries before they are durable
+
+
+class _CommitAlone(RaftNode):
+    def _maybe_commit(self) -> bool:
+        index = self.log.persisted
+        if index <= self.log.committed or self.log.term_at(index) != self.term:
+            return False
+        return self.log.commit_to(index)
+
+
+class _CommitUndurable(RaftNode):
+    def _maybe_commit(self) -> bool:
+        saved = self.log.persisted
+        self.log.persisted = self.log.last_index
+        try:
+            return super()._maybe_commit()
+        finally:
+            self.log.persisted = saved
+
+
+class _DoubleVote(RaftNode):
+    def _on_vote(self, source: NodeId, message: Vote) -> None:
+        if not message.pre and self.log.is_up_to_date(message.last_index, message.last_term):
+            self.vote = source
+            self._send(source, VoteReply(message.term, True))
+            return
+        super()._on_vote(source, message)
+
+
+class _StaleLease(RaftNode):
+    def lease_valid(self) -> bool:
+        return self.role is Role.LEADER
+
+
+class _AckUndurable(RaftNode):
+    def _flush_acks(self) -> None:
+        saved = self.log.persisted
+        self.log.persisted = self.log.last_index
+        try:
+            super()._flush_acks()
+        finally:
+            self.log.persisted = saved
+
+
+_VARIANTS: dict[Broken | None, type[RaftNode]] = {
+    None: RaftNode,
+    Broken.COMMIT_ALONE: _CommitAlone,
+    Broken.COMMIT_UNDURABLE: _CommitUndurable,
+    Broken.DOUBLE_VOTE: _DoubleVote,
+    Broken.STALE_LEASE: _StaleLease,
+    Broken.ACK_UNDURABLE: _AckUndurable,
+}
+
+
+class CheckFailed(Exception):
+    def __init__(self, checker: str, detail: str) -> None:
+        super().__init__(f"{checker}: {detail}")
+        self.checker = checker
+
+
+@dataclass
+class Faults:
+    """One seed's fault mix (drawn from the seed: swarm testing)."""
+
+    loss: float
+    duplicate: float
+    delay_max: float  # ticks
+    disk_latency_max: float  # ticks
+    drift_max: float  # a replica's tick period is 1 ± this
+    partitions: bool
+    crashes: bool
+    pauses: bool
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> Faults:
+        return cls(
+            loss=rng.choice([0.0, 0.01, 0.05, 0.2]),
+            duplicate=rng.choice([0.0, 0.01, 0.05]),
+            delay_max=rng.choice([0.2, 1.0, 3.0]),
+            disk_latency_max=rng.choice([0.1, 0.5, 2.0, 5.0]),
+            drift_max=rng.choice([0.0, 0.02, 0.05]),
+            partitions=rng.random() < 0.6,
+            crashes=rng.random() < 0.6,
+            pauses=rng.random() < 0.4,
+        )
+
+
+@dataclass
+class _Replica:
+    id: NodeId
+    node: RaftNode
+    period: float  # simulated time per tick of this replica's clock
+    hard_state: HardState = field(default_factory=HardState)
+    entries: list[Entry] = field(default_factory=list)  # durable
+    applied: list[Entry] = field(default_factory=list)
+    pending_hard: HardState | None = None
+    held: list[tuple[NodeId, Message]] = field(default_factory=list)
+    writes_in_flight: int = 0  # Readies handed to the disk, not yet durable
+    last_write: float = 0.0  # when the newest write handed to the disk becomes durable
+    incarnation: int = 0  # bumped by a crash: events of an earlier life are dropped
+    running: bool = True
+    paused_until: float = 0.0
+    next_tick: float = 0.0
+
+
+@dataclass
+class RunResult:
+    seed: int
+    failure: str | None
+    checker: str | None
+    trace: list[str]
+    figures: Counter[str]
+
+
+class _Simulation:
+    def __init__(self, seed: int, broken: Broken | None, tracing: bool) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.tracing = tracing
+        self.trace: list[str] = []
+        self.figures: Counter[str] = Counter()
+        rng = self.rng
+        self.size = rng.choice([3, 3, 5])
+        self.faults = Faults.draw(rng)
+        self.config = RaftConfig(election_ticks=10, heartbeat_ticks=1, lease_ticks=8)
+        self.node_class = _VARIANTS[broken]
+        self.now = 0.0
+        self.events: list[tuple[float, int, Callable[[], None]]] = []
+        self.sequence = 0
+        self.cut: set[frozenset[NodeId]] = set()
+        voters = list(range(1, self.size + 1))
+        self.replicas: dict[NodeId, _Replica] = {}
+        for node_id in voters:
+            drift = rng.uniform(-self.faults.drift_max, self.faults.drift_max)
+            replica = _Replica(node_id, self._new_node(node_id, voters), 1.0 + drift)
+            self.replicas[node_id] = replica
+            self._schedule_tick(replica, rng.uniform(0, 1))
+        # What was promised and seen.
+        self.leaders: dict[int, NodeId] = {}  # term → leader
+        self.committed: dict[int, Entry] = {}  # index → the entry applied there
+        self.acknowledged: dict[int, Entry] = {}  # index → entry the client was told of
+        self.proposed = 0
+
+    def _new_node(self, node_id: NodeId, voters: list[NodeId], **restored: object) -> RaftNode:
+        node_rng = random.Random(self.rng.getrandbits(64))
+        return self.node_class(node_id, voters, self.config, node_rng, **restored)  # type: ignore[arg-type]
+
+    def note(self, text: Callable[[], str]) -> None:
+        if self.tracing:
+            self.trace.append(f"{self.now:9.3f} {text()}")
+
+    # -- the event queue --------------------------------------------------------------------
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        self.sequence += 1
+        heapq.heappush(self.events, (when, self.sequence, action))
+
+    def run(self, faulty_until: float, quiet_until: float) -> None:
+        self._schedule_faults(faulty_until)
+        self._schedule_client(quiet_until)
+        handled = 0
+        while self.events:
+            when, _, action = heapq.heappop(self.events)
+            if when > quiet_until:
+                break
+            handled += 1
+            if handled > EVENTS_MAX:
+                raise CheckFailed("liveness", f"over {EVENTS_MAX} events by {when:.1f}: a storm")
+            self.now = when
+            action()
+            self._check_instant()
+        self._check_liveness(faulty_until)
+
+    # -- replicas ---------------------------------------------------------------------------
+
+    def _schedule_tick(self, replica: _Replica, delay: float) -> None:
+        incarnation = replica.incarnation
+        replica.next_tick = self.now + delay
+
+        def tick() -> None:
+            if replica.incarnation != incarnation or not replica.running:
+                return
+            if self.now < replica.paused_until:
+                # Paused: no ticks are processed, but its clock runs on; they are all
+                # delivered at once when it resumes.
+                self.at(replica.paused_until, tick)
+                return
+            ticks = 1
+            while replica.next_tick + replica.period <= self.now:  # resumed: catch up
+                replica.next_tick += replica.period
+                ticks += 1
+            for _ in range(ticks):
+                replica.node.tick()
+            self._process(replica)
+            self._schedule_tick(replica, replica.period)
+
+        self.at(self.now + delay, tick)
+
+    def _process(self, replica: _Replica) -> None:
+        """Do what the replica's Ready says (the driver contract in core/raft/node.py)."""
+        node = replica.node
+        if node.role is Role.LEADER:
+            self._observe(replica)
+        ready = node.ready()
+        for entry in ready.committed:
+            self._apply(replica, entry)
+        if ready.hard_state is not None or ready.entries:
+            if ready.hard_state is not None:
+                replica.pending_hard = ready.hard_state
+                replica.held.extend(ready.messages)
+                messages: list[tuple[NodeId, Message]] = []
+            else:
+                messages = ready.messages
+            self._write(replica, ready.hard_state, ready.entries)
+        else:
+            messages = ready.messages
+        if replica.pending_hard is not None and messages:
+            replica.held.extend(messages)  # after a hard state not yet durable
+            messages = []
+        for target, message in messages:
+            self._send(replica.id, target, message)
+
+    def _write(self, replica: _Replica, hard: HardState | None, entries: list[Entry]) -> None:
+        """Hand a Ready's hard state and entries to the replica's disk; durable later."""
+        incarnation = replica.incarnation
+        latency = self.rng.uniform(0.0, self.faults.disk_latency_max)
+        replica.writes_in_flight += 1
+
+        def durable() -> None:
+            if replica.incarnation != incarnation:
+                return  # the replica crashed first: this write never made it
+            replica.writes_in_flight -= 1
+            if hard is not None:
+                replica.hard_state = hard
+                if replica.pending_hard == hard:
+                    replica.pending_hard = None
+                    held, replica.held = replica.held, []
+                    for target, message in held:
+                        self._send(replica.id, target, message)
+            for entry in entries:
+                del replica.entries[entry.index - 1 :]
+                replica.entries.append(entry)
+            if entries and replica.running:
+                replica.node.persisted(entries[-1].index, entries[-1].term)
+                self._process(replica)
+
+        # Writes complete in the order they were issued (one log, appended in order).
+        when = max(self.now + latency, replica.last_write)
+        replica.last_write = when
+        self.at(when, durable)
+
+    def _send(self, source: NodeId, target: NodeId, message: Message) -> None:
+        faults = self.faults
+        if frozenset((source, target)) in self.cut or self.rng.random() < faults.loss:
+            self.figures["messages lost"] += 1
+            return
+        copies = 2 if self.rng.random() < faults.duplicate else 1
+        for _ in range(copies):
+            delay = self.rng.uniform(0.01, faults.delay_max)
+            self.at(self.now + delay, lambda: self._deliver(source, target, message))
+        self.figures["messages"] += 1
+
+    def _deliver(self, source: NodeId, target: NodeId, message: Message) -> None:
+        replica = self.replicas[target]
+        if not replica.running or self.now < replica.paused_until:
+            return  # a stopped or paused process: the message is lost on its socket
+        if frozenset((source, target)) in self.cut:
+            return
+        replica.node.step(source, message)
+        self._process(replica)
+
+    def _apply(self, replica: _Replica, entry: Entry) -> None:
+        expected_index = len(replica.applied) + 1
+        if entry.index != expected_index:
+            raise CheckFailed(
+                "state-machine safety",
+                f"replica {replica.id} applied index {entry.index} after {expected_index - 1}",
+            )
+        known = self.committed.get(entry.index)
+        if known is not None and known != entry:
+            raise CheckFailed(
+                "state-machine safety",
+                f"replica {replica.id} applied {entry} at {entry.index}; another applied {known}",
+            )
+        self.committed[entry.index] = entry
+        replica.applied.append(entry)
+
+    def _observe(self, replica: _Replica) -> None:
+        node = replica.node
+        if node.role is not Role.LEADER:
+            return
+        other = self.leaders.get(node.term)
+        if other is not None and other != replica.id:
+            raise CheckFailed(
+                "election safety", f"replicas {other} and {replica.id} lead term {node.term}"
+            )
+        if other is None:
+            self.leaders[node.term] = replica.id
+            self.figures["elections"] += 1
+            self.note(lambda: f"{replica.id} leads term {node.term}")
+            for index, entry in self.committed.items():
+                if node.log.term_at(index) != entry.term:
+                    raise CheckFailed(
+                        "leader completeness",
+                        f"{replica.id} leads term {node.term} without committed entry {entry}",
+                    )
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def _check_instant(self) -> None:
+        holders = [
+            replica.id
+            for replica in self.replicas.values()
+            if replica.running and self.now >= replica.paused_until and self._lease(replica)
+        ]
+        if len(holders) > 1:
+            raise CheckFailed("lease safety", f"replicas {holders} hold a lease at once")
+        for index, entry in self.acknowledged.items():
+            known = self.committed.get(index)
+            if known is not None and known != entry:
+                raise CheckFailed("acknowledged entry lost", f"{entry} replaced by {known}")
+
+    def _lease(self, replica: _Replica) -> bool:
+        """The lease as the replica would judge it if asked now: its clock caught up."""
+        node = replica.node
+        behind = 0
+        tick_at = replica.next_tick
+        while tick_at + 1e-9 <= self.now:
+            tick_at += replica.period
+            behind += 1
+        node.ticks += behind  # the ticks its clock has counted but not yet delivered
+        try:
+            return node.lease_valid()
+        finally:
+            node.ticks -= behind
+
+    def _check_liveness(self, faulty_until: float) -> None:
+        running = [r for r in self.replicas.values() if r.running]
+        leaders = [r.id for r in running if r.node.role is Role.LEADER]
+        if not leaders:
+            raise CheckFailed(
+                "liveness", f"no leader {self.now - faulty_until:.0f} ticks after faults"
+            )
+        late = [index for index in self.acknowledged if index not in self.committed]
+        if late:
+            raise CheckFailed("liveness", f"acknowledged entries {late[:5]} never applied")
+        proposed_late = self.figures["proposals after faults"]
+        committed_late = self.figures["commits after faults"]
+        if proposed_late and not committed_late:
+            raise CheckFailed("liveness", "nothing proposed after the faults committed")
+
+    # -- faults and the client ----------------------------------------------------------------
+
+    def _schedule_faults(self, until: float) -> None:
+        rng, faults = self.rng, self.faults
+        time_at = rng.uniform(5, 30)
+        while time_at < until:
+            kinds = [
+                kind
+                for kind, on in (
+                    ("partition", faults.partitions),
+                    ("crash", faults.crashes),
+                    ("power", faults.crashes),
+                    ("pause", faults.pauses),
+                )
+                if on
+            ]
+            if not kinds:
+                break
+            kind = rng.choice(kinds)
+            duration = rng.uniform(5, 60)
+            end = min(time_at + duration, until)
+            if kind == "partition":
+                self.at(time_at, self._partition)
+                self.at(end, self._heal)
+            elif kind == "power":
+                # Every replica stops at once (a power cut): only what each had made
+                # durable survives, which must be every committed entry's majority.
+                self.at(time_at, self._power_cut)
+            elif kind == "crash":
+                # Most often whoever leads then (the fault that costs availability).
+                leader = rng.random() < 0.7
+                self.at(time_at, lambda leader=leader: self._crash(self._victim(leader)))  # type: ignore[misc]
+            else:
+                victim = rng.choice(list(self.replicas))
+                self.at(time_at, lambda v=victim, d=end - time_at: self._pause(v, d))  # type: ignore[misc]
+            time_at = end + rng.uniform(1, 20)
+        self.at(until, self._heal_all)
+
+    def _partition(self) -> None:
+        ids = list(self.replicas)
+        self.rng.shuffle(ids)
+        split = self.rng.randint(1, len(ids) - 1)
+        side = set(ids[:split])
+        self.cut = {frozenset((a, b)) for a in side for b in ids if b not in side}
+        self.figures["partitions"] += 1
+        self.note(lambda: f"partition {sorted(side)} | {sorted(set(ids) - side)}")
+
+    def _heal(self) -> None:
+        self.cut = set()
+        self.note(lambda: "heal")
+
+    def _heal_all(self) -> None:
+        self.cut = set()
+        for node_id, replica in self.replicas.items():
+            if not replica.running:
+                self._restart(node_id)
+        self.faults = Faults(0.0, 0.0, self.faults.delay_max, self.faults.disk_latency_max,
+                             self.faults.drift_max, False, False, False)  # fmt: skip
+        self.note(lambda: "faults stop")
+
+    def _power_cut(self) -> None:
+        self.figures["power cuts"] += 1
+        self.note(lambda: "power cut")
+        for node_id in self.replicas:
+            self._crash(node_id, majority_kept=False)
+
+    def _victim(self, leader: bool) -> NodeId:
+        leaders = [r.id for r in self.replicas.values() if r.running and r.node.role is Role.LEADER]
+        if leader and leaders:
+            return leaders[0]
+        return self.rng.choice(list(self.replicas))
+
+    def _crash(self, node_id: NodeId, *, majority_kept: bool = True) -> None:
+        """Stop a replica (it restarts later from what its disk made durable). A lone crash
+        keeps a majority running, so the group stays available; a power cut stops all."""
+        replica = self.replicas[node_id]
+        if not replica.running:
+            return
+        running = sum(r.running for r in self.replicas.values())
+        if majority_kept and running <= len(self.replicas) // 2 + 1:
+            return
+        self.at(self.now + self.rng.uniform(2, 40), lambda: self._restart(node_id))
+        replica.running = False
+        replica.incarnation += 1
+        replica.pending_hard = None
+        replica.held = []
+        replica.writes_in_flight = 0
+        self.figures["crashes"] += 1
+        self.note(lambda: f"crash {node_id}")
+
+    def _restart(self, node_id: NodeId) -> None:
+        replica = self.replicas[node_id]
+        if replica.running:
+            return
+        applied = len(replica.applied)
+        replica.node = self._new_node(
+            node_id,
+            list(self.replicas),
+            hard_state=replica.hard_state,
+            entries=list(replica.entries),
+            applied=min(applied, len(replica.entries)),
+        )
+        replica.applied = replica.applied[: min(applied, len(replica.entries))]
+        replica.running = True
+        self._schedule_tick(replica, replica.period)
+        self.note(lambda: f"restart {node_id} (term {replica.hard_state.term})")
+
+    def _pause(self, node_id: NodeId, duration: float) -> None:
+        replica = self.replicas[node_id]
+        replica.paused_until = self.now + duration
+        self.figures["pauses"] += 1
+        self.note(lambda: f"pause {node_id} for {duration:.1f}")
+
+    def _schedule_client(self, until: float) -> None:
+        def propose() -> None:
+            leaders = [
+                r
+                for r in self.replicas.values()
+                if r.running and self.now >= r.paused_until and r.node.role is Role.LEADER
+            ]
+            if leaders:
+                replica = self.rng.choice(leaders)
+                self.proposed += 1
+                data = f"w{self.proposed}".encode()
+                try:
+                    index = replica.node.propose(data)
+                except NotLeader:
+                    index = 0
+                if index:
+                    self._watch(replica, index, data)
+                    self._process(replica)
+            if self.now + 2 < until:
+                self.at(self.now + self.rng.uniform(0.2, 3.0), propose)
+
+        self.at(self.rng.uniform(1, 5), propose)
+
+    def _watch(self, replica: _Replica, index: int, data: bytes) -> None:
+        """Tell the client its entry committed once its leader applies it (an ack)."""
+        term = replica.node.term
+        entry = Entry(term, index, data)
+        after_faults = self.faults.loss == 0 and not self.faults.partitions
+        if after_faults:
+            self.figures["proposals after faults"] += 1
+
+        def check() -> None:
+            applied = replica.applied
+            if len(applied) >= index and applied[index - 1] == entry:
+                self.acknowledged[index] = entry
+                self.figures["acknowledged"] += 1
+                if after_faults:
+                    self.figures["commits after faults"] += 1
+                return
+            if replica.running and replica.node.role is Role.LEADER and replica.node.term == term:
+                self.at(self.now + 0.5, check)
+
+        self.at(self.now + 0.5, check)
+
+
+def run_seed(
+    seed: int, broken: Broken | None = None, *, trace: bool = False, ticks: float = 300.0
+) -> RunResult:
+    simulation = _Simulation(seed, broken, trace)
+    failure = checker = None
+    try:
+        simulation.run(faulty_until=ticks * 2 / 3, quiet_until=ticks)
+    except CheckFailed as error:
+        failure, checker = str(error), error.checker
+    return RunResult(seed, failure, checker, simulation.trace, simulation.figures)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m braid.sim.raft_cluster")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--broken", choices=[variant.value for variant in Broken])
+    parser.add_argument("--trace", action="store_true")
+    args = parser.parse_args(argv)
+    broken = Broken(args.broken) if args.broken else None
+    if args.seed is not None:
+        result = run_seed(args.seed, broken, trace=args.trace)
+        print("\n".join(result.trace))
+        print(f"seed {args.seed}: {result.failure or 'ok'}")
+        return 0 if result.failure is None else 1
+    started = time.perf_counter()
+    figures: Counter[str] = Counter()
+    for seed in range(args.seeds):
+        result = run_seed(seed, broken)
+        figures.update(result.figures)
+        if result.failure is not None:
+            print(f"seed {seed} failed: {result.failure}")
+            return 1
+    seconds = time.perf_counter() - started
+    print(f"{args.seeds} seeds in {seconds:.1f} s: {dict(sorted(figures.items()))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
