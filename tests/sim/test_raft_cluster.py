@@ -47,7 +47,7 @@ def test_the_default_fault_mix_keeps_every_promise() -> None:
     """Sixty seeds, every checker green, and the faults and the work really happened."""
     failures, figures = sweep(range(CI_SEEDS))
     assert not failures, failures[0]
-    for figure in ("elections", "crashes", "power cuts", "partitions", "pauses", "messages lost"):
+    for figure in ("elections", "crashes", "power cuts", "partitions", "pauses", "transfers"):
         assert figures.get(figure, 0) >= 20, (figure, figures)
     assert figures["acknowledged"] > 100 * CI_SEEDS, figures
     assert figures["commits after faults"] > 10 * CI_SEEDS, figures

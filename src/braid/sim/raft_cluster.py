@@ -6,8 +6,9 @@ clock (its tick period drifts within `drift_max`), messages arrive after a rando
 are lost, duplicated, reordered), a replica's disk makes a Ready durable after a random
 latency (its messages wait for its hard state, as the driver contract says), and the fault
 schedule partitions the network, stops replicas (losing what their disk had not made
-durable; they restart from what it had) and pauses them (a process stopped past its lease,
-then resumed: its clock has moved on meanwhile). A client proposes entries to whoever leads.
+durable; they restart from what it had), pauses them (a process stopped past its lease,
+then resumed: its clock has moved on meanwhile) and moves leadership (an operator's drain).
+A client proposes entries to whoever leads.
 
 Checked after every event (a failure names the checker and the seed replays it exactly):
 
@@ -418,6 +419,7 @@ class _Simulation:
                     ("crash", faults.crashes),
                     ("power", faults.crashes),
                     ("pause", faults.pauses),
+                    ("transfer", True),
                 )
                 if on
             ]
@@ -433,6 +435,8 @@ class _Simulation:
                 # Every replica stops at once (a power cut): only what each had made
                 # durable survives, which must be every committed entry's majority.
                 self.at(time_at, self._power_cut)
+            elif kind == "transfer":
+                self.at(time_at, self._transfer)
             elif kind == "crash":
                 # Most often whoever leads then (the fault that costs availability).
                 leader = rng.random() < 0.7
@@ -464,6 +468,18 @@ class _Simulation:
         self.faults = Faults(0.0, 0.0, self.faults.delay_max, self.faults.disk_latency_max,
                              self.faults.drift_max, False, False, False)  # fmt: skip
         self.note(lambda: "faults stop")
+
+    def _transfer(self) -> None:
+        """An operator moves leadership (a drain) to a random other replica."""
+        leaders = [r for r in self.replicas.values() if r.running and r.node.role is Role.LEADER]
+        if not leaders:
+            return
+        replica = leaders[0]
+        target = self.rng.choice(replica.node.peers)
+        replica.node.transfer(target)
+        self.figures["transfers"] += 1
+        self.note(lambda: f"transfer {replica.id} -> {target}")
+        self._process(replica)
 
     def _power_cut(self) -> None:
         self.figures["power cuts"] += 1

@@ -198,6 +198,8 @@ class RaftNode:
         """Whether this leader may serve a read without a round trip now (module text)."""
         if self.role is not Role.LEADER or self.log.term_at(self.log.committed) != self.term:
             return False
+        if self._transfer_to is not None:
+            return False  # the target may be elected at once: its votes ignore leases
         acked = sorted(
             [self.ticks, *(self._progress[peer].acked_ctx for peer in self.peers)], reverse=True
         )
