@@ -13,7 +13,8 @@ committed. Messages travel through a network the scenario controls. Commands:
 - ``advance [n=K] [only=(ID, ...)]``: K times, a tick of every running replica (or those
   named) and a stabilize; prints only what changed, and how many messages were delivered.
 - ``deliver [from=ID] [to=ID] [drop]``: deliver (or drop) the messages queued now.
-- ``cut A B`` (both ways), ``isolate ID``, ``heal``: the network.
+- ``cut A B`` (both ways), ``isolate ID``, ``heal``: the network (``heal`` drops what
+  was sent over a cut link meanwhile).
 - ``disk ID (slow | fast)``; ``persist ID``: a slow disk's pending writes become durable.
 - ``crash ID``: it stops, losing what was not durable; ``restart ID``: from what was.
 - ``status``: one line per replica; ``log ID``: its entries.
@@ -321,8 +322,12 @@ class Cluster:
         return []
 
     def heal(self, case: TestCase) -> list[str]:
+        """Links come back; what was sent over a cut link while it was cut is lost."""
+        self._process_all()
+        lost = [item for item in self.queue if frozenset(item[:2]) in self.cut]
+        self.queue = [item for item in self.queue if frozenset(item[:2]) not in self.cut]
         self.cut = set()
-        return []
+        return [f"{len(lost)} messages sent over cut links are lost"] if lost else []
 
     def disk(self, case: TestCase) -> list[str]:
         words = case.bare()

@@ -254,7 +254,9 @@ class RaftNode:
         if progress.match == self.log.last_index:
             self._send(target, TimeoutNow(self.term))
         else:
-            self._send_append(target)
+            # Even with nothing new to send (appends may be in flight, or lost): its answer
+            # says where its log stands, and the catching up starts from there.
+            self._send_append(target, empty=True)
 
     def step(self, source: NodeId, message: Message) -> None:
         if source not in self.voters:
