@@ -25,7 +25,6 @@ import contextlib
 import os
 import random
 import ssl
-import warnings
 from collections.abc import Awaitable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
@@ -612,24 +611,20 @@ def _change(response: schema.Response | None) -> DocumentChange:
     return DocumentChange(response.document, response.seq, response.reads)
 
 
-# Shorter secrets are warned about (by `braid.connect`, the CLI and `braid serve`). The
-# issue asks for a refusal; that waits for the contract suite's 15-byte fixture secret.
-SECRET_BYTES_MIN = 16
-
-
 def secret_from_environment() -> bytes | None:
     value = os.environ.get("BRAID_SECRET")
     return value.encode() if value else None
 
 
-def secret_warning(secret: bytes) -> str | None:
-    """What is wrong with a secret that works but should not be used, or None."""
-    if len(secret) < SECRET_BYTES_MIN:
-        return (
-            f"the cluster secret is {len(secret)} bytes; use at least {SECRET_BYTES_MIN} "
-            "random bytes (shorter secrets will be refused)"
+def check_secret(secret: bytes, how_to_make: str) -> None:
+    """Refuse a cluster secret shorter than `limits.secret_bytes_min` (INVALID_SETTING): a
+    guessable secret is an open door, so no command, node or client runs with one."""
+    if len(secret) < limits.secret_bytes_min:
+        raise BraidError(
+            errors.INVALID_SETTING,
+            f"the cluster secret is {len(secret)} bytes; it must be at least "
+            f"{limits.secret_bytes_min} ({how_to_make})",
         )
-    return None
 
 
 class _Connecting:
@@ -678,9 +673,7 @@ def connect(
             "no cluster secret: pass secret= or set BRAID_SECRET "
             "(`braid secret FILE` writes a strong one)",
         )
-    warning = secret_warning(secret)
-    if warning is not None:
-        warnings.warn(warning, stacklevel=2)
+    check_secret(secret, "`braid secret FILE` writes a strong one")
     if not timeout > 0:
         raise BraidError(errors.INVALID_SETTING, f"timeout must be > 0, got {timeout!r}")
     config = ClientConfig(

@@ -113,8 +113,9 @@ INVALID_SETTING = _entry(
     "INVALID_SETTING",
     "A setting of a command, of connect or of serve is missing, unreadable, malformed or "
     "contradicts another: an address without a port, a secret file that cannot be read, no "
-    "cluster secret, a TLS certificate that does not load, options that go together given "
-    "alone, a bound out of range. The detail names the setting; nothing was created or changed.",
+    "cluster secret or one shorter than 16 bytes, a TLS certificate that does not load, "
+    "options that go together given alone, a bound out of range. The detail names the "
+    "setting; nothing was created or changed.",
     retryable=False,
     user=True,
 )

@@ -66,6 +66,7 @@ node_events_per_turn_max = 16  # requests a connection starts before yielding to
 push_window_bytes = 256 * 1024  # unacknowledged pushed bytes per push stream
 handshake_timeout_seconds_max = 5.0
 handshake_frame_bytes_max = 4096  # frames before the handshake completes (unauthenticated)
+secret_bytes_min = 16  # a shorter cluster secret is refused (INVALID_SETTING) by every command
 shutdown_grace_seconds_max = 10.0  # SIGTERM: time for in-flight requests to finish
 
 # Node buffering: bytes of frames begun but not complete, over all of a node's connections
@@ -95,6 +96,7 @@ assert connection_streams_max <= node_requests_max
 assert node_events_per_turn_max >= 1  # every turn makes progress
 assert push_window_bytes < frame_bytes_max
 assert handshake_frame_bytes_max < frame_bytes_max
+assert secret_bytes_min >= 16  # 128 bits at the very least for HMAC-SHA256's key
 # Two maximal frames can always arrive side by side; and the bound is what keeps buffering
 # small: the in-flight bounds alone would allow a maximal frame per request in flight.
 assert node_partial_frame_bytes_max >= 2 * frame_bytes_max

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import braid
 from braid import errors
 
 CLI_SECONDS_MAX = 60
@@ -82,6 +83,26 @@ def test_a_missing_secret_file_is_bad_usage_naming_it(tmp_path: Path) -> None:
         assert_usage(result, f"cannot read the secret file {missing}", "`braid secret FILE`")
         assert "negative seq" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_short_secret_is_refused_before_anything_happens(tmp_path: Path) -> None:
+    """A cluster secret under 16 bytes is bad usage (exit 2, INVALID_SETTING naming its
+    length and how to make a strong one) for a client and for serve, which creates nothing
+    and binds nothing; through the API, braid.connect refuses it before connecting."""
+    store = tmp_path / "store"
+    asked = run_braid("doc", "get", "--server", "127.0.0.1:7400", "chat", "doc", secret="tiny")
+    served = run_braid("serve", "--data", str(store), "--listen", "127.0.0.1:0",
+                       secret="fifteen-bytes!!")  # fmt: skip
+    assert_usage(asked, "the cluster secret is 4 bytes; it must be at least 16")
+    assert_usage(served, "the cluster secret is 15 bytes; it must be at least 16")
+    for result in (asked, served):
+        assert "`braid secret FILE`" in result.stderr
+    assert not store.exists()
+    with pytest.raises(braid.BraidError) as refused:
+        braid.connect(["127.0.0.1:7400"], secret="fifteen-bytes!!")
+    assert refused.value.code == errors.INVALID_SETTING.code
+    assert "15 bytes" in refused.value.detail
+    assert braid.connect(["127.0.0.1:7400"], secret="sixteen-bytes!!!") is not None
 
 
 def test_a_certificate_that_does_not_load_is_bad_usage(tmp_path: Path) -> None:

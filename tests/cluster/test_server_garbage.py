@@ -40,6 +40,7 @@ T = TypeVar("T")
 
 # == 1. garbage ==================================================================================
 
+WRONG_SECRET = "not-the-cluster-secret"  # 16 bytes or more, as every secret must be
 GOOD_SPACE = "good-space"
 FUZZ_KEY = Key("fuzz-space", "disk_fuzz-target-never-written")
 FUZZ_CASES = 1200
@@ -324,10 +325,10 @@ async def test_garbage_closes_only_its_connection_and_changes_nothing(servers: S
         before = await stored(client, keys)
         channel = client._channels[address]  # to show that this very connection survives
 
-        assert await refusal(address, secret="not-the-secret") == (errors.AUTH_FAILED.code, True)
+        assert await refusal(address, secret=WRONG_SECRET) == (errors.AUTH_FAILED.code, True)
         assert await refusal(address, cluster="other") == (errors.CLUSTER_MISMATCH.code, True)
         assert await refusal(address, version=99) == (errors.VERSION_UNSUPPORTED.code, True)
-        strangers = (("not-the-secret", "braid", 4005), (SECRET, "other-cluster", 4004))
+        strangers = ((WRONG_SECRET, "braid", 4005), (SECRET, "other-cluster", 4004))
         for secret, cluster, code in strangers:
             async with braid.connect([address], secret=secret, cluster=cluster) as stranger:
                 with pytest.raises(BraidError) as refused:

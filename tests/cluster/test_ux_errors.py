@@ -186,7 +186,8 @@ async def test_braid_secret_writes_a_strong_secret_a_node_and_client_use(
 ) -> None:
     """`braid secret FILE` writes a 43-character secret readable by its owner only, refuses
     to overwrite it (exit 2, file unchanged), and a node and a CLI client given the file
-    work together; a short secret is warned about."""
+    work together; a secret shorter than 16 bytes is refused before anything is sent
+    (INVALID_SETTING, exit 2, naming its length)."""
     secret_file = tmp_path / "cluster.secret"
     made = run_braid("secret", str(secret_file), secret=None)
     assert made.returncode == 0, made.stderr
@@ -204,10 +205,12 @@ async def test_braid_secret_writes_a_strong_secret_a_node_and_client_use(
     assert "warning" not in init.stderr
     short = tmp_path / "short.secret"
     short.write_text("tiny\n")
-    warned = run_braid("doc", "get", "--server", server.address, "--secret-file", str(short),
-                       "secret-space", "doc", secret=None)  # fmt: skip
-    assert "warning: the cluster secret is 4 bytes; use at least 16" in warned.stderr
-    assert warned.stderr.count("AUTH_FAILED") == 1
+    refused = run_braid("doc", "get", "--server", server.address, "--secret-file", str(short),
+                        "secret-space", "doc", secret=None)  # fmt: skip
+    assert refused.returncode == 2
+    assert "INVALID_SETTING" in refused.stderr
+    assert "the cluster secret is 4 bytes; it must be at least 16" in refused.stderr
+    assert "AUTH_FAILED" not in refused.stderr
 
 
 # -- a port that is not a braid node ------------------------------------------------------

@@ -108,7 +108,7 @@ def _store(key_prefix: str) -> Factory:
     return factory
 
 
-SECRET = "contract-secret"
+SECRET = "contract-cluster-secret"
 
 
 @contextlib.asynccontextmanager

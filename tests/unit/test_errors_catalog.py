@@ -161,6 +161,7 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "cli/serve.py:handle",
         "cli/serve.py:tls_context",
         "client.py:StaticLocator.__init__",
+        "client.py:check_secret",
         "client.py:connect",
         "client.py:parse_address",
     ),

@@ -36,7 +36,7 @@ from braid.core.wire.frames import FRAME_HEADER, FRAME_HEADER_SIZE, FrameType, e
 from braid.model import Key, Update
 
 IN_FLIGHT = (1, 16, 64)
-SECRET = "bench-secret"
+SECRET = "bench-cluster-secret"
 
 
 def _start(arguments: list[str], ready: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -6,8 +6,8 @@ nonces; the secret never crosses the wire), so a guessable secret is an open doo
 owner can read, never over an existing one; without FILE it prints the secret.
 
 A command that needs the secret takes it from `--secret-file` or BRAID_SECRET. None at all is
-bad usage (INVALID_SETTING, exit 2) saying how to make one; a secret shorter than
-`SECRET_BYTES_MIN` is warned about on stderr (see `secret_warning`).
+bad usage (INVALID_SETTING, exit 2) saying how to make one, and so is a secret shorter than
+`limits.secret_bytes_min` (see `braid.client.check_secret`).
 """
 
 from __future__ import annotations
@@ -15,20 +15,19 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from braid import errors
+from braid import errors, limits
 from braid.cli.common import EXIT_OK
-from braid.client import SECRET_BYTES_MIN, secret_from_environment, secret_warning
+from braid.client import check_secret, secret_from_environment
 from braid.errors import BraidError
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
 
 SECRET_RANDOM_BYTES = 32  # 256 bits, HMAC-SHA256's key strength
-assert SECRET_RANDOM_BYTES >= SECRET_BYTES_MIN
+assert limits.secret_bytes_min <= SECRET_RANDOM_BYTES
 HOW_TO_MAKE = "`braid secret FILE` writes a strong one"
 
 
@@ -74,8 +73,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def load_secret(path: Path | None) -> bytes:
     """The cluster secret from `path` (surrounding whitespace dropped) or BRAID_SECRET;
-    INVALID_SETTING when there is none or the file cannot be read. A short one is warned
-    about on stderr."""
+    INVALID_SETTING when there is none, the file cannot be read or the secret is too short."""
     if path is not None:
         try:
             secret = path.read_bytes().strip()
@@ -95,7 +93,5 @@ def load_secret(path: Path | None) -> bytes:
                 errors.INVALID_SETTING,
                 f"no cluster secret: pass --secret-file FILE or set BRAID_SECRET; {HOW_TO_MAKE}",
             )
-    warning = secret_warning(secret)
-    if warning is not None:
-        print(f"warning: {warning}; {HOW_TO_MAKE}", file=sys.stderr)
+    check_secret(secret, HOW_TO_MAKE)
     return secret
