@@ -207,9 +207,9 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "storage/memory.py:MemoryEngine.initialize",
     ),
     "STORE_NOT_FOUND": (
-        "cli/common.py:refuse_foreign_directory",
         "cli/wal.py:wal_directory",
         "storage/durable.py:DurableEngine._open",
+        "storage/scan.py:refuse_foreign_directory",
     ),
     "DISK_FULL": (
         "core/wal/batcher.py:Batcher.check",

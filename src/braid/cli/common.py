@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import ssl
 import sys
 import warnings
@@ -125,11 +124,9 @@ def run_on_store(
     read_only: bool = False,
 ) -> int:
     """Open the embedded store in `directory`, run `action` on it, close it. A read-only
-    command opens it read-only: it writes nothing, not even a repair. A command that may
-    create the store refuses a directory holding other files first."""
+    command opens it read-only: it writes nothing, not even a repair. (`braid.open` itself
+    refuses to make a store of a directory holding other files.)"""
     path = Path(directory)
-    if create:
-        refuse_foreign_directory(path)
 
     async def opened() -> int:
         async with braid.open(path, create=create, read_only=read_only) as store:
@@ -141,39 +138,6 @@ def run_on_store(
         if error.info is errors.STORE_LOCKED:
             raise BraidError(error.info, error.detail + lock_holder_hint(path)) from None
         raise
-
-
-# What a directory may hold before it is a store: what `braid.open` creates first, and the
-# directory a fresh file system's root holds.
-_STORE_ENTRIES = frozenset({"LOCK", WAL_DIRECTORY_NAME, APPLIED_STATE_NAME, "lost+found"})
-_STORE_MARKS = frozenset({WAL_DIRECTORY_NAME, APPLIED_STATE_NAME})  # a store, or its remains
-_FOREIGN_NAMES_SHOWN_MAX = 3
-
-
-def refuse_foreign_directory(path: Path) -> None:
-    """STORE_NOT_FOUND for an existing directory that holds files and no store: braid makes a
-    store only where there is nothing (a missing or empty directory), never among other
-    files. A directory with a store's log or applied state is left to `braid.open` to judge.
-    """
-    try:
-        names = sorted(os.listdir(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return  # missing: created; a file: `braid.open` says STORE_ACCESS
-    except OSError:
-        return  # unreadable: `braid.open` names the path with STORE_ACCESS
-    if any(name in _STORE_MARKS or name.startswith(APPLIED_STATE_NAME) for name in names):
-        return
-    foreign = [name for name in names if name not in _STORE_ENTRIES]
-    if foreign:
-        shown = ", ".join(foreign[:_FOREIGN_NAMES_SHOWN_MAX])
-        more = len(foreign) - _FOREIGN_NAMES_SHOWN_MAX
-        if more > 0:
-            shown += f" and {more} more"
-        raise BraidError(
-            errors.STORE_NOT_FOUND,
-            f"{path} is not a braid store: it holds other files ({shown}); braid makes a "
-            "new store only in a missing or empty directory",
-        )
 
 
 def lock_holder_hint(path: Path) -> str:

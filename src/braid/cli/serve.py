@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import braid
 from braid import errors, limits
-from braid.cli.common import refuse_foreign_directory
 from braid.cli.secret import load_secret
 from braid.client import parse_address
 from braid.errors import BraidError
 from braid.runtime.metrics import MetricsEndpoint
 from braid.runtime.server import NodeServer, ServerConfig, listen_socket
 from braid.storage.durable import DurableConfig
+from braid.storage.scan import refuse_foreign_directory
 
 # Measured at 64 patches in flight, fresh node each, 3 runs: 0.1 ms 16-17k/s, 1 ms 22-23k/s,
 # 2 ms 21-22k/s, 5 ms (CPython's default) 17-21k/s.
@@ -163,7 +163,7 @@ def handle(args: argparse.Namespace) -> int:
             errors.INVALID_SETTING, f"--ready-file {args.ready_file}: no such directory"
         )
     data = Path(args.data)
-    refuse_foreign_directory(data)
+    refuse_foreign_directory(data)  # as braid.open would, but before the ports are bound
     config = ServerConfig(
         cluster=args.cluster,
         secret=load_secret(args.secret_file),

@@ -59,15 +59,16 @@ from braid.storage.documents import Documents
 from braid.storage.logfiles import LogFiles, access_error
 from braid.storage.scan import (
     APPLIED_FILE,
+    LOCK_FILE,
     WAL_DIRECTORY,
     StoreScan,
+    refuse_foreign_directory,
     scan_store,
     store_exists,
 )
 from braid.storage.wal import WalWriter
 
 log = logging.getLogger("braid.store")
-LOCK_FILE = "LOCK"
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class DurableEngine:
         if not store_exists(directory):
             if read_only or not create:
                 raise BraidError(STORE_NOT_FOUND, f"no braid store at {directory}")
+            refuse_foreign_directory(directory)
             _make_store_directory(directory)
         # Locked before anything is judged: a writer holding the store may be mid-write.
         self._lock_fd = _lock_directory(directory, shared=read_only)

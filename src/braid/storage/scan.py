@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from braid.errors import STORE_ACCESS, WAL_CORRUPT, BraidError
+from braid.errors import STORE_ACCESS, STORE_NOT_FOUND, WAL_CORRUPT, BraidError
 from braid.runtime.disk import RealDisk
 from braid.storage.applied import AppliedState
 from braid.storage.logfiles import (
@@ -39,6 +39,13 @@ from braid.storage.logfiles import (
 
 APPLIED_FILE = "applied.sqlite3"
 WAL_DIRECTORY = "wal"
+LOCK_FILE = "LOCK"
+
+# What a directory may hold before it is a store: what opening creates first, and the
+# directory a fresh file system's root holds. A log directory or applied state (SQLite's
+# `-wal` and `-shm` beside it included) is a store, or its remains, for the scan to judge.
+_STORE_ENTRIES = frozenset({LOCK_FILE, WAL_DIRECTORY, APPLIED_FILE, "lost+found"})
+_FOREIGN_NAMES_SHOWN_MAX = 3
 
 
 class StoreVerdict(enum.StrEnum):
@@ -91,6 +98,30 @@ def store_exists(directory: Path) -> bool:
     applied = directory / APPLIED_FILE
     return _is_directory(directory / WAL_DIRECTORY) or (
         _is_file(applied) and applied.stat().st_size > 0
+    )
+
+
+def refuse_foreign_directory(directory: Path) -> None:
+    """STORE_NOT_FOUND for an existing directory that holds files and no store: braid makes
+    a store only where there is nothing (a missing or empty directory), never among other
+    files. A directory with a store's log or applied state is left to the scan to judge; a
+    path that is not a directory, or cannot be listed, to the open (STORE_ACCESS)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return
+    if any(name == WAL_DIRECTORY or name.startswith(APPLIED_FILE) for name in names):
+        return
+    foreign = [name for name in names if name not in _STORE_ENTRIES]
+    if not foreign:
+        return
+    shown = ", ".join(foreign[:_FOREIGN_NAMES_SHOWN_MAX])
+    if len(foreign) > _FOREIGN_NAMES_SHOWN_MAX:
+        shown += f" and {len(foreign) - _FOREIGN_NAMES_SHOWN_MAX} more"
+    raise BraidError(
+        STORE_NOT_FOUND,
+        f"{directory} is not a braid store: it holds other files ({shown}); braid makes a "
+        "new store only in a missing or empty directory",
     )
 
 
