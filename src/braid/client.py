@@ -199,17 +199,10 @@ class _Channel(asyncio.Protocol):
         self._flush()
 
     def _failure(self, event: ConnectionFailed) -> BraidError:
-        """The error a failed connection stands for, said from the client's side: a
-        handshake that failed on the secret means the two sides' secrets differ (neither
-        can tell which one is wrong), and bytes that are not frames, before any frame,
-        mean the address is not a braid node."""
+        """The error a failed connection stands for, said from the client's side: bytes
+        that are not frames, before any frame, mean the address is not a braid node; else
+        the connection's own message (for a failed proof: the cluster secrets differ)."""
         address = self.address
-        if event.code == errors.AUTH_FAILED.code:
-            detail = (
-                f"{address}: the cluster secrets differ (this client's secret is not the one "
-                f"the node at {address} has); give both the same --secret-file or BRAID_SECRET"
-            )
-            return BraidError(errors.AUTH_FAILED, detail)
         garbled = event.code in (errors.FRAME_TOO_LARGE.code, errors.PROTOCOL_ERROR.code)
         if garbled and not self.ready.done() and not self.connection.frames_received:
             detail = (

@@ -254,7 +254,6 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "core/wire/connection.py:Connection._on_welcome",
     ),
     "AUTH_FAILED": (
-        "client.py:_Channel._failure",
         "core/wire/connection.py:Connection._on_auth",
         "core/wire/connection.py:Connection._on_welcome",
     ),

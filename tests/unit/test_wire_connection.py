@@ -237,7 +237,8 @@ def test_version_negotiation_picks_the_highest_common_version() -> None:
 
 def test_wrong_secret_detected_by_the_client() -> None:
     """The server's proof does not verify with the client's secret: the client sends
-    Refuse(AUTH_FAILED) instead of Auth, and both sides end with ConnectionFailed(4005)."""
+    Refuse(AUTH_FAILED) instead of Auth, and both sides end with ConnectionFailed(4005), each
+    saying the cluster secrets differ."""
     pair = make_pair(server=new_server(secret=b"another secret"))
     pair.client.initiate()
     client_events, server_events = pair.shuttle()
@@ -250,12 +251,15 @@ def test_wrong_secret_detected_by_the_client() -> None:
     refuse = messages(pair.to_server)[-1]
     assert isinstance(refuse, schema.Refuse)
     assert refuse.code == errors.AUTH_FAILED.code
+    for said in (refuse.message, str(client_events[-1]), str(server_events[-1])):
+        assert "the cluster secrets differ" in said  # never that one side lacks it
+        assert "does not know" not in said
 
 
 def test_wrong_secret_detected_by_the_server() -> None:
     """A man in the middle re-signs the Welcome with the client's secret, so the client
     sends Auth; the server (another secret) rejects it with Refuse(AUTH_FAILED) and never
-    sends Ready; both sides end with ConnectionFailed(4005)."""
+    sends Ready; both sides end with ConnectionFailed(4005), each saying the secrets differ."""
     client_secret = b"the client's wrong secret"
     pair = make_pair(new_client(secret=client_secret), new_server())
     pair.client.initiate()
@@ -277,6 +281,9 @@ def test_wrong_secret_detected_by_the_server() -> None:
     assert refuse.code == errors.AUTH_FAILED.code
     client_events = pair.client.receive_data(server_output)
     assert_failed(pair.client, client_events, errors.AUTH_FAILED.code)
+    for said in (refuse.message, str(client_events[-1]), str(server_events[-1])):
+        assert "the cluster secrets differ" in said
+        assert "does not know" not in said
 
 
 def test_wrong_cluster_refused_by_the_server() -> None:

@@ -340,9 +340,7 @@ class _ServerProtocol(asyncio.Protocol):
             peer = self.transport.get_extra_info("peername") if self.transport else None
             where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "an unknown peer"
             name = self.connection.peer_name or "unnamed"
-            log.warning(
-                "authentication failed for %s (%s): the cluster secrets differ", where, name
-            )
+            log.warning("authentication failed for %s (%s): %s", where, name, event.message)
             return
         self.node.stats.protocol_failures += 1
         log.info("closing connection: %s (%d)", event.message, event.code)

@@ -51,6 +51,13 @@ from braid.core.wire.frames import (
 from braid.errors import BraidError, ErrorInfo
 
 NONCE_BYTES = 16
+# A failed proof says the secrets differ, never which side is wrong: neither side can tell.
+SECRETS_DIFFER_CLIENT_SIDE = (
+    "the cluster secrets differ (the server's handshake proof does not match the client's secret)"
+)
+SECRETS_DIFFER_SERVER_SIDE = (
+    "the cluster secrets differ (the client's handshake proof does not match the server's secret)"
+)
 _WINDOW = struct.Struct("<I")
 
 
@@ -465,7 +472,7 @@ class Connection:
             config.secret, b"braid-server", self._nonce, welcome.nonce, config.cluster
         )
         if len(welcome.nonce) < NONCE_BYTES or not hmac.compare_digest(expected, welcome.proof):
-            raise _Violation(errors.AUTH_FAILED, "the server does not know the cluster secret")
+            raise _Violation(errors.AUTH_FAILED, SECRETS_DIFFER_CLIENT_SIDE)
         self.peer_name = welcome.name
         self.version = welcome.version
         proof = _proof(config.secret, b"braid-client", welcome.nonce, self._nonce, config.cluster)
@@ -478,7 +485,7 @@ class Connection:
             config.secret, b"braid-client", self._nonce, self._peer_nonce, config.cluster
         )
         if not hmac.compare_digest(expected, auth.proof):
-            raise _Violation(errors.AUTH_FAILED, "the client does not know the cluster secret")
+            raise _Violation(errors.AUTH_FAILED, SECRETS_DIFFER_SERVER_SIDE)
         self._send_handshake(schema.Ready(config.streams_max, config.frame_bytes_max))
         self.state = State.READY
         self._decoder.frame_bytes_max = config.frame_bytes_max
