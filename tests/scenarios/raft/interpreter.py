@@ -17,7 +17,8 @@ committed. Messages travel through a network the scenario controls. Commands:
   was sent over a cut link meanwhile).
 - ``disk ID (slow | fast)``; ``persist ID``: a slow disk's pending writes become durable.
 - ``crash ID``: it stops, losing what was not durable; ``restart ID``: from what was.
-- ``status``: one line per replica; ``log ID``: its entries.
+- ``status``: one line per replica; ``log ID``: its entries; ``compact ID [index=N]``:
+  drop applied entries (a follower that needs them is then sent a snapshot).
 
 Changes of role, term and commit are printed as they happen (``> 2 is leader in term 3``).
 """
@@ -33,6 +34,7 @@ from braid.core.raft.messages import (
     Heartbeat,
     HeartbeatReply,
     Message,
+    Snapshot,
     TimeoutNow,
     Vote,
     VoteReply,
@@ -67,6 +69,8 @@ def describe(message: Message) -> str:
         return f"Heartbeat term={message.term} commit={message.commit}"
     if isinstance(message, HeartbeatReply):
         return f"HeartbeatReply term={message.term}"
+    if isinstance(message, Snapshot):
+        return f"Snapshot term={message.term} at=({message.index},{message.snapshot_term})"
     assert isinstance(message, TimeoutNow)
     return f"TimeoutNow term={message.term}"
 
@@ -80,11 +84,14 @@ class Replica:
         self.config = config
         self.rng = random.Random(seed * 1000 + node_id)
         self.hard_state = HardState()
-        self.entries: list[Entry] = []  # durable
+        self.offset = 0  # the durable log starts after (offset, offset_term): a snapshot's
+        self.offset_term = 0
+        self.entries: list[Entry] = []  # durable, after the offset
         self.pending_hard: HardState | None = None
         self.pending_entries: list[Entry] = []
         self.held: list[tuple[NodeId, Message]] = []  # until the hard state is durable
-        self.applied: list[Entry] = []
+        self.pending_snapshot: tuple[int, int] | None = None
+        self.applied = 0  # the applied state's index
         self.slow = False
         self.alive = True
         self.node = RaftNode(node_id, voters, config, self.rng)
@@ -93,8 +100,8 @@ class Replica:
         self.pending_hard = None
         self.pending_entries = []
         self.held = []
+        self.pending_snapshot = None
         self.alive = True
-        applied = len(self.applied)
         self.node = RaftNode(
             self.id,
             self.voters,
@@ -102,7 +109,9 @@ class Replica:
             self.rng,
             hard_state=self.hard_state,
             entries=self.entries,
-            applied=applied,
+            offset=self.offset,
+            offset_term=self.offset_term,
+            applied=self.applied,
         )
 
     def process(self, outbox: list[tuple[NodeId, NodeId, Message]]) -> bool:
@@ -112,25 +121,35 @@ class Replica:
             return False
         if ready.hard_state is not None:
             self.pending_hard = ready.hard_state
+        if ready.snapshot is not None:
+            self.pending_snapshot = ready.snapshot
+            self.pending_entries = []
         self.pending_entries.extend(ready.entries)
-        if self.pending_hard is not None:
+        if self.pending_hard is not None or self.pending_snapshot is not None:
             self.held.extend(ready.messages)
         else:
             outbox.extend((self.id, target, message) for target, message in ready.messages)
-        self.applied.extend(ready.committed)
+        if ready.committed:
+            self.applied = ready.committed[-1].index
         if not self.slow:
             self.persist(outbox)
         return True
 
     def persist(self, outbox: list[tuple[NodeId, NodeId, Message]]) -> None:
+        if self.pending_snapshot is not None:
+            # The state as of the snapshot is loaded (from peers) and the log starts after it.
+            self.offset, self.offset_term = self.pending_snapshot
+            self.entries = []
+            self.applied = self.offset
+            self.pending_snapshot = None
         if self.pending_hard is not None:
             self.hard_state = self.pending_hard
             self.pending_hard = None
-            outbox.extend((self.id, target, message) for target, message in self.held)
-            self.held = []
+        outbox.extend((self.id, target, message) for target, message in self.held)
+        self.held = []
         if self.pending_entries:
             for entry in self.pending_entries:
-                del self.entries[entry.index - 1 :]
+                del self.entries[entry.index - self.offset - 1 :]
                 self.entries.append(entry)
             last = self.pending_entries[-1]
             self.pending_entries = []
@@ -162,6 +181,7 @@ class Cluster:
             "crash": self.crash,
             "restart": self.restart,
             "status": self.status,
+            "compact": self.compact,
             "log": self.log,
         }
         command = commands.get(case.command)
@@ -340,6 +360,19 @@ class Cluster:
         self._target(case).persist(self.queue)
         return []
 
+    def compact(self, case: TestCase) -> list[str]:
+        """Drop applied entries through index=N (default: all applied), in the node and on
+        its disk."""
+        replica = self._target(case)
+        node = replica.node
+        index = min(case.int("index", node.log.applied), node.log.applied)
+        node.compact(index)
+        if index > replica.offset:
+            replica.offset_term = node.log.offset_term
+            replica.entries = replica.entries[index - replica.offset :]
+            replica.offset = index
+        return [f"log of {replica.id} starts after {node.log.offset}"]
+
     def crash(self, case: TestCase) -> list[str]:
         replica = self._target(case)
         replica.alive = False
@@ -351,7 +384,7 @@ class Cluster:
         replica.restart()
         self._seen.pop(replica.id, None)
         self._changes()
-        term, count = replica.hard_state.term, len(replica.entries)
+        term, count = replica.hard_state.term, replica.offset + len(replica.entries)
         return [f"{replica.id} restarts: term {term}, {count} entries"]
 
     def status(self, case: TestCase) -> list[str]:

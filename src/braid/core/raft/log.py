@@ -128,3 +128,12 @@ class RaftLog:
         assert term is not None
         del self.entries[: index - self.offset]
         self.offset, self.offset_term = index, term
+
+    def install(self, index: int, term: int) -> None:
+        """Replace the log by a snapshot's position: everything through (`index`, `term`) is
+        committed and held by the applied state (the driver loads it), nothing after it."""
+        assert index > self.committed, (index, self.committed)
+        self.entries = []
+        self.offset, self.offset_term = index, term
+        self.committed = self.applied = self.persisted = index
+        self.unstable_from = index + 1

@@ -77,10 +77,23 @@ class HeartbeatReply(msgspec.Struct, frozen=True, array_like=True, tag=True):
     ctx: int = 0
 
 
+class Snapshot(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """Your log is behind what I still hold: take the state as of (`index`, `snapshot_term`)
+    — committed, and held by every replica's applied state — and go on from there. Only the
+    position travels: the receiver pulls the documents' deltas from its peers (seed 002's
+    sick follower, repaired out of band)."""
+
+    term: int
+    index: int
+    snapshot_term: int
+
+
 class TimeoutNow(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """Stand for election now (a leadership transfer to the receiver)."""
 
     term: int
 
 
-Message = Vote | VoteReply | Append | AppendReply | Heartbeat | HeartbeatReply | TimeoutNow
+Message = (
+    Vote | VoteReply | Append | AppendReply | Heartbeat | HeartbeatReply | Snapshot | TimeoutNow
+)

@@ -35,8 +35,11 @@ What it does (the Raft paper, with etcd's and the dissertation's additions):
   votes are not refused by leases); proposals wait meanwhile, and a transfer that does not
   finish within an election timeout is abandoned.
 
-Not yet: membership changes, and snapshots for a replica that needs compacted entries (a
-*sick* follower, fed out of band — the leader already stops feeding it).
+- Compaction and sick followers: `compact(index)` drops applied entries; a follower that needs
+  one of them is sent a `Snapshot` (the position only) instead of entries, installs it (the
+  driver loads the state from peers, `Ready.snapshot`) and is fed entries again from there.
+
+Not yet: membership changes.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from braid.core.raft.messages import (
     Heartbeat,
     HeartbeatReply,
     Message,
+    Snapshot,
     TimeoutNow,
     Vote,
     VoteReply,
@@ -107,9 +111,19 @@ class Ready:
     entries: list[Entry]
     messages: list[tuple[NodeId, Message]]
     committed: list[Entry]
+    # A snapshot to install, (index, term): the log now starts after it; the driver loads
+    # the state as of that index (from its peers), makes it and the truncated log durable,
+    # and only then sends the messages, like a hard state.
+    snapshot: tuple[int, int] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.hard_state is not None or self.entries or self.messages or self.committed)
+        return bool(
+            self.hard_state is not None
+            or self.entries
+            or self.messages
+            or self.committed
+            or self.snapshot is not None
+        )
 
 
 class NotLeader(Exception):
@@ -134,7 +148,11 @@ class Progress:
     acked_ctx: int = -(10**18)  # the send tick of the latest message it answered
     at_heartbeat: tuple[int, int] = (0, 0)  # (match, next - 1) when the heartbeat went
 
+    snapshot_sent: int = 0  # the index of a snapshot sent and not yet answered
+
     def paused(self, inflight_max: int) -> bool:
+        if self.snapshot_sent:
+            return True
         return self.probe_sent if self.probing else len(self.inflight) >= inflight_max
 
 
@@ -180,6 +198,7 @@ class RaftNode:
         self._transfer_elapsed = 0
         self._pending_acks: list[tuple[NodeId, int, int]] = []  # (leader, index, ctx)
         self._outbox: list[tuple[NodeId, Message]] = []
+        self._snapshot: tuple[int, int] | None = None  # installed, not yet handed over
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -279,6 +298,8 @@ class RaftNode:
             self._on_heartbeat(source, message)
         elif isinstance(message, HeartbeatReply):
             self._on_heartbeat_reply(source, message)
+        elif isinstance(message, Snapshot):
+            self._on_snapshot(source, message)
         elif isinstance(message, TimeoutNow) and self.role is not Role.LEADER:
             self._campaign(pre=False, forced=True)
 
@@ -289,7 +310,14 @@ class RaftNode:
         hard_state = None if state == self._saved else state
         self._saved = state
         messages, self._outbox = self._outbox, []
-        return Ready(hard_state, self.log.take_unstable(), messages, self.log.take_committed())
+        snapshot, self._snapshot = self._snapshot, None
+        entries = self.log.take_unstable()
+        return Ready(hard_state, entries, messages, self.log.take_committed(), snapshot)
+
+    def compact(self, index: int) -> None:
+        """Drop the log's entries through `index` (applied: the applied state holds them).
+        A follower that still needs them is then sent a snapshot instead."""
+        self.log.compact(min(index, self.log.applied))
 
     # -- terms ------------------------------------------------------------------------------
 
@@ -304,14 +332,14 @@ class RaftNode:
             return True
         if isinstance(message, VoteReply) and message.pre and message.granted:
             return True  # a granted pre-vote carries the term the candidate would stand in
-        leader = source if isinstance(message, Append | Heartbeat) else None
+        leader = source if isinstance(message, Append | Heartbeat | Snapshot) else None
         self._become_follower(message.term, leader)
         return True
 
     def _answer_older_term(self, source: NodeId, message: Message) -> None:
         """A message from an earlier term: a stale leader is told the current term (it steps
         down); a stale pre-vote is refused; anything else is dropped."""
-        if isinstance(message, Append | Heartbeat):
+        if isinstance(message, Append | Heartbeat | Snapshot):
             self._send(source, AppendReply(self.term, 0, reject=True))
         elif isinstance(message, Vote) and message.pre:
             self._send(source, VoteReply(self.term, False, pre=True))
@@ -448,6 +476,25 @@ class RaftNode:
                 remaining.append((leader, index, ctx))
         self._pending_acks = remaining
 
+    def _on_snapshot(self, source: NodeId, message: Snapshot) -> None:
+        """The leader no longer holds the entries this replica needs: take its position."""
+        self._heard_from_leader(source)
+        log = self.log
+        if message.index <= log.committed:
+            durable = min(log.committed, log.persisted)
+            self._send(source, AppendReply(self.term, durable))
+            return
+        if log.matches(message.index, message.snapshot_term):
+            # The entries are here already: they match the leader's through that index.
+            log.commit_to(message.index)
+            self._pending_acks.append((source, message.index, 0))
+            self._flush_acks()
+            return
+        log.install(message.index, message.snapshot_term)
+        self._pending_acks = []
+        self._snapshot = (message.index, message.snapshot_term)
+        self._send(source, AppendReply(self.term, message.index))  # sent once installed
+
     def _on_heartbeat(self, source: NodeId, message: Heartbeat) -> None:
         self._heard_from_leader(source)
         self.log.commit_to(min(message.commit, self.log.last_index))
@@ -491,6 +538,7 @@ class RaftNode:
         if self.role is not Role.LEADER:
             return
         progress = self._heard_from_follower(source, message.ctx)
+        progress.snapshot_sent = 0  # answered (installed, or it says where its log stands)
         if message.reject:
             # Only a reply to the probe (or to the oldest append in flight) moves next back.
             if message.index != progress.next - 1 and not progress.probing:
@@ -524,6 +572,7 @@ class RaftNode:
         if self.role is not Role.LEADER:
             return
         progress = self._heard_from_follower(source, message.ctx)
+        progress.snapshot_sent = 0  # a snapshot may have been lost: offered again below
         if progress.match < self.log.last_index:
             match, sent_through = progress.at_heartbeat
             if not progress.probing and progress.match == match < sent_through:
@@ -560,7 +609,12 @@ class RaftNode:
         prev = progress.next - 1
         prev_term = log.term_at(prev)
         if prev_term is None:
-            return  # compacted away: this follower is sick (fed by a snapshot: not yet)
+            # Compacted away: this follower is sick. It is no longer fed entries; it is
+            # sent the position to take, and fills its state from its peers.
+            self._send(peer, Snapshot(self.term, log.offset, log.offset_term))
+            progress.snapshot_sent = log.offset
+            progress.next = log.offset + 1
+            return
         entries = log.slice(progress.next, self.config.append_entries_max)
         if not entries and not empty:
             return
