@@ -44,11 +44,23 @@ def sweep(seeds: range, broken: Broken | None = None) -> tuple[list[str], dict[s
 
 
 def test_the_default_fault_mix_keeps_every_promise() -> None:
-    """Sixty seeds, every checker green, and the faults and the work really happened."""
+    """Sixty seeds, every checker green, and the faults and the work really happened:
+    elections, crashes, power cuts, partitions, pauses, transfers, compactions and snapshots
+    installed by followers behind a compacted leader."""
     failures, figures = sweep(range(CI_SEEDS))
     assert not failures, failures[0]
-    for figure in ("elections", "crashes", "power cuts", "partitions", "pauses", "transfers"):
-        assert figures.get(figure, 0) >= 20, (figure, figures)
+    reached = {
+        "elections": 20,
+        "crashes": 20,
+        "power cuts": 20,
+        "partitions": 20,
+        "pauses": 20,
+        "transfers": 20,
+        "compactions": 20,
+        "snapshots installed": 5,  # a follower behind a compacted leader: rarer
+    }
+    for figure, least in reached.items():
+        assert figures.get(figure, 0) >= least, (figure, figures)
     assert figures["acknowledged"] > 100 * CI_SEEDS, figures
     assert figures["commits after faults"] > 10 * CI_SEEDS, figures
 

@@ -130,6 +130,7 @@ class Faults:
     partitions: bool
     crashes: bool
     pauses: bool
+    compact_after: int  # a replica compacts its log this many applied entries past it (0: never)
 
     @classmethod
     def draw(cls, rng: random.Random) -> Faults:
@@ -142,6 +143,7 @@ class Faults:
             partitions=rng.random() < 0.6,
             crashes=rng.random() < 0.6,
             pauses=rng.random() < 0.4,
+            compact_after=rng.choice([0, 8, 40]),
         )
 
 
@@ -151,9 +153,12 @@ class _Replica:
     node: RaftNode
     period: float  # simulated time per tick of this replica's clock
     hard_state: HardState = field(default_factory=HardState)
-    entries: list[Entry] = field(default_factory=list)  # durable
+    offset: int = 0  # the durable log starts after (offset, offset_term): compacted or installed
+    offset_term: int = 0
+    entries: list[Entry] = field(default_factory=list)  # durable, after the offset
     applied: list[Entry] = field(default_factory=list)
     pending_hard: HardState | None = None
+    pending_snapshot: tuple[int, int] | None = None
     held: list[tuple[NodeId, Message]] = field(default_factory=list)
     writes_in_flight: int = 0  # Readies handed to the disk, not yet durable
     last_write: float = 0.0  # when the newest write handed to the disk becomes durable
@@ -257,6 +262,7 @@ class _Simulation:
                 ticks += 1
             for _ in range(ticks):
                 replica.node.tick()
+            self._compact(replica)
             self._process(replica)
             self._schedule_tick(replica, replica.period)
 
@@ -270,24 +276,29 @@ class _Simulation:
         ready = node.ready()
         for entry in ready.committed:
             self._apply(replica, entry)
-        if ready.hard_state is not None or ready.entries:
+        messages = ready.messages
+        if ready.hard_state is not None or ready.entries or ready.snapshot is not None:
             if ready.hard_state is not None:
                 replica.pending_hard = ready.hard_state
-                replica.held.extend(ready.messages)
-                messages: list[tuple[NodeId, Message]] = []
-            else:
-                messages = ready.messages
-            self._write(replica, ready.hard_state, ready.entries)
-        else:
-            messages = ready.messages
-        if replica.pending_hard is not None and messages:
-            replica.held.extend(messages)  # after a hard state not yet durable
+            if ready.snapshot is not None:
+                replica.pending_snapshot = ready.snapshot
+                self.figures["snapshots installed"] += 1
+            self._write(replica, ready.hard_state, ready.entries, ready.snapshot)
+        if (replica.pending_hard is not None or replica.pending_snapshot is not None) and messages:
+            replica.held.extend(messages)  # after a hard state or snapshot not yet durable
             messages = []
         for target, message in messages:
             self._send(replica.id, target, message)
 
-    def _write(self, replica: _Replica, hard: HardState | None, entries: list[Entry]) -> None:
-        """Hand a Ready's hard state and entries to the replica's disk; durable later."""
+    def _write(
+        self,
+        replica: _Replica,
+        hard: HardState | None,
+        entries: list[Entry],
+        snapshot: tuple[int, int] | None = None,
+    ) -> None:
+        """Hand a Ready's snapshot, hard state and entries to the replica's disk; durable
+        later, in the order written."""
         incarnation = replica.incarnation
         latency = self.rng.uniform(0.0, self.faults.disk_latency_max)
         replica.writes_in_flight += 1
@@ -296,15 +307,20 @@ class _Simulation:
             if replica.incarnation != incarnation:
                 return  # the replica crashed first: this write never made it
             replica.writes_in_flight -= 1
+            if snapshot is not None:
+                self._install(replica, snapshot)
             if hard is not None:
                 replica.hard_state = hard
                 if replica.pending_hard == hard:
                     replica.pending_hard = None
-                    held, replica.held = replica.held, []
-                    for target, message in held:
-                        self._send(replica.id, target, message)
+            if replica.pending_hard is None and replica.pending_snapshot is None:
+                held, replica.held = replica.held, []
+                for target, message in held:
+                    self._send(replica.id, target, message)
             for entry in entries:
-                del replica.entries[entry.index - 1 :]
+                if entry.index <= replica.offset:
+                    continue  # superseded by a snapshot installed since
+                del replica.entries[entry.index - replica.offset - 1 :]
                 replica.entries.append(entry)
             if entries and replica.running:
                 replica.node.persisted(entries[-1].index, entries[-1].term)
@@ -334,6 +350,35 @@ class _Simulation:
             return
         replica.node.step(source, message)
         self._process(replica)
+
+    def _install(self, replica: _Replica, snapshot: tuple[int, int]) -> None:
+        """A snapshot made durable: the applied state as of its index, loaded from peers
+        (here: the entries applied there), and a log that starts after it."""
+        index, term = snapshot
+        missing = [i for i in range(1, index + 1) if i not in self.committed]
+        if missing:
+            raise CheckFailed(
+                "state-machine safety", f"a snapshot at {index} covers unapplied {missing[:5]}"
+            )
+        replica.applied = [self.committed[i] for i in range(1, index + 1)]
+        replica.offset, replica.offset_term = index, term
+        replica.entries = []
+        if replica.pending_snapshot == snapshot:
+            replica.pending_snapshot = None
+
+    def _compact(self, replica: _Replica) -> None:
+        """The applied state holds the log's oldest entries: drop them (node and disk)."""
+        node = replica.node
+        keep = self.faults.compact_after
+        if not keep or node.log.applied - node.log.offset <= 2 * keep:
+            return
+        index = node.log.applied - keep
+        node.compact(index)
+        if index > replica.offset and index - replica.offset <= len(replica.entries):
+            replica.offset_term = replica.entries[index - replica.offset - 1].term
+            replica.entries = replica.entries[index - replica.offset :]
+            replica.offset = index
+            self.figures["compactions"] += 1
 
     def _apply(self, replica: _Replica, entry: Entry) -> None:
         expected_index = len(replica.applied) + 1
@@ -365,6 +410,8 @@ class _Simulation:
             self.figures["elections"] += 1
             self.note(lambda: f"{replica.id} leads term {node.term}")
             for index, entry in self.committed.items():
+                if index < node.log.offset:
+                    continue  # compacted: its applied state holds it (checked when applied)
                 if node.log.term_at(index) != entry.term:
                     raise CheckFailed(
                         "leader completeness",
@@ -474,8 +521,9 @@ class _Simulation:
         for node_id, replica in self.replicas.items():
             if not replica.running:
                 self._restart(node_id)
-        self.faults = Faults(0.0, 0.0, self.faults.delay_max, self.faults.disk_latency_max,
-                             self.faults.drift_max, False, False, False)  # fmt: skip
+        was = self.faults
+        self.faults = Faults(0.0, 0.0, was.delay_max, was.disk_latency_max,
+                             was.drift_max, False, False, False, was.compact_after)  # fmt: skip
         self.note(lambda: "faults stop")
 
     def _transfer(self) -> None:
@@ -518,6 +566,7 @@ class _Simulation:
         replica.running = False
         replica.incarnation += 1
         replica.pending_hard = None
+        replica.pending_snapshot = None
         replica.held = []
         replica.writes_in_flight = 0
         self.figures["crashes"] += 1
@@ -527,15 +576,17 @@ class _Simulation:
         replica = self.replicas[node_id]
         if replica.running:
             return
-        applied = len(replica.applied)
+        applied = min(len(replica.applied), replica.offset + len(replica.entries))
         replica.node = self._new_node(
             node_id,
             list(self.replicas),
             hard_state=replica.hard_state,
             entries=list(replica.entries),
-            applied=min(applied, len(replica.entries)),
+            offset=replica.offset,
+            offset_term=replica.offset_term,
+            applied=applied,
         )
-        replica.applied = replica.applied[: min(applied, len(replica.entries))]
+        replica.applied = replica.applied[:applied]
         replica.running = True
         self._schedule_tick(replica, replica.period)
         self.note(lambda: f"restart {node_id} (term {replica.hard_state.term})")
