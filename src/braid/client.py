@@ -57,7 +57,7 @@ T = TypeVar("T")
 _SWEEP_SECONDS = limits.client_deadline_sweep_seconds  # how often deadlines are checked
 _REQUESTS_PER_WRITE = limits.client_requests_per_write_max  # pipelining: one write for these
 _NOT_APPLIED = frozenset({errors.OVERLOADED.code, errors.UNREACHABLE.code})
-_READ_ONLY = (schema.Get, schema.Compute, schema.Inventory, schema.Locate)
+_READ_ONLY = (schema.Get, schema.Compute, schema.Inventory, schema.Locate, schema.Status)
 _GREETING_BYTES = 16  # of a peer's first bytes, quoted when they are not braid's protocol
 
 
@@ -424,6 +424,13 @@ class Client:
         return Target(
             response.partition, tuple(response.replicas), response.leader, response.archived
         )
+
+    async def status(self) -> schema.NodeStatus:
+        """The node's status (schema.NodeStatus: version, cluster, uptime, documents,
+        durable and applied lsn, operations pending, connections, what recovery did)."""
+        response = await self._call(None, schema.Status())
+        assert isinstance(response, schema.NodeStatus)
+        return response
 
     async def close(self, key: Key | None = None) -> None:
         if key is not None:

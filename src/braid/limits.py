@@ -68,6 +68,7 @@ handshake_timeout_seconds_max = 5.0
 handshake_frame_bytes_max = 4096  # frames before the handshake completes (unauthenticated)
 secret_bytes_min = 16  # a shorter cluster secret is refused (INVALID_SETTING) by every command
 shutdown_grace_seconds_max = 10.0  # SIGTERM: time for in-flight requests to finish
+health_loop_seconds_max = 2.0  # /healthz: the node's event loop runs a callback within this
 
 # Node buffering: bytes of frames begun but not complete, over all of a node's connections
 # (past it the node closes the connection holding the most, with OVERLOADED), and how long

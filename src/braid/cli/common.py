@@ -17,16 +17,14 @@ import contextlib
 import json
 import ssl
 import sys
-import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeAlias
 
 import braid
 from braid import errors
-from braid.client import parse_address
+from braid.client import Client, parse_address
 from braid.errors import BraidError
-from braid.storage.api import DataService
 from braid.storage.router import Store
 from braid.storage.scan import APPLIED_FILE
 
@@ -165,7 +163,7 @@ def run_on_server(
     address: str,
     secret_file: Path | None,
     cluster: str,
-    action: Callable[[DataService], Awaitable[int]],
+    action: Callable[[Client], Awaitable[int]],
     tls_ca: Path | None = None,
 ) -> int:
     """Connect to the node at `address`, run `action` through the client, disconnect.
@@ -177,10 +175,7 @@ def run_on_server(
     tls = _client_tls(tls_ca)
 
     async def connected() -> int:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # load_secret has warned, in the CLI's words
-            connecting = braid.connect([address], secret=secret, cluster=cluster, tls=tls)
-        async with connecting as client:
+        async with braid.connect([address], secret=secret, cluster=cluster, tls=tls) as client:
             return await action(client)
 
     return asyncio.run(connected())

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from braid import __version__
 from braid.cli import bench, demo, doc, errors_cmd, protocol, secret, serve, verify, wal
+from braid.cli import status as status_command
 from braid.cli.common import EXIT_ERROR, JsonErrorParser, exit_status, print_error
 from braid.errors import BraidError
 
@@ -42,6 +43,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     wal.register(subparsers)
     verify.register(subparsers)
     serve.register(subparsers)
+    status_command.register(subparsers)
     secret.register(subparsers)
     demo.register(subparsers)
     bench.register(subparsers)

@@ -2,17 +2,24 @@
 
 The one place a node is composed: store, server, signal handlers. SIGTERM (or SIGINT) shuts
 down gracefully (see braid.runtime.server).
+
+What the node says, through the `braid` loggers on stderr (`--log-level`, `--log-format
+json` for one JSON object per line): once its store is open, what opening it recovered
+(log records replayed, a torn tail truncated, the time it took); then "serving" once, with
+its address; then its metrics and health address, if any; at the end, "shutting down".
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import socket
 import ssl
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,13 +29,15 @@ from braid.cli.secret import load_secret
 from braid.client import parse_address
 from braid.errors import BraidError
 from braid.runtime.metrics import MetricsEndpoint
-from braid.runtime.server import NodeServer, ServerConfig, listen_socket
+from braid.runtime.server import NodeServer, Recovery, ServerConfig, listen_socket
 from braid.storage.durable import DurableConfig
 from braid.storage.scan import refuse_foreign_directory
 
 # Measured at 64 patches in flight, fresh node each, 3 runs: 0.1 ms 16-17k/s, 1 ms 22-23k/s,
 # 2 ms 21-22k/s, 5 ms (CPython's default) 17-21k/s.
 GIL_SWITCH_INTERVAL_SECONDS = 0.001
+LOG_LEVELS = ("debug", "info", "warning", "error")
+log = logging.getLogger("braid.node")
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
@@ -68,7 +77,21 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
-        help="serve Prometheus metrics on http://HOST:PORT/metrics (port 0 picks one)",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics, and /healthz and "
+        "/readyz (200 once the store is recovered and the node serving) (port 0 picks one)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="the least severe log lines written to stderr (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text, or as one JSON object each (time, level, logger, message) "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--wal-segment-bytes",
@@ -181,7 +204,9 @@ def handle(args: argparse.Namespace) -> int:
     except BraidError:
         listening.close()
         raise
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(args.log_level, args.log_format)
+    if endpoint is not None:
+        endpoint.start()  # /healthz and /readyz answer while the store recovers
     # The log's writer thread needs the GIL once per batch, after its write returns, while
     # the event loop holds it: with CPython's default 5 ms switch interval the disk then
     # idles for up to 5 ms per batch; much shorter, the two threads spend their time handing
@@ -197,6 +222,44 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line: time (ISO 8601, UTC), level, logger, message, and the
+    traceback as `exception` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(level: str, format_name: str) -> None:
+    """Log braid's lines (and only those past `level`) to stderr, as text or JSON."""
+    handler = logging.StreamHandler(sys.stderr)
+    if format_name == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def recovery_summary(data: Path, recovery: Recovery) -> str:
+    """The startup summary's line: what opening the store did, and how long it took."""
+    took = f"in {recovery.seconds:.3f} s"
+    if not recovery.replayed_records and not recovery.repairs:
+        return f"opened the store {data} {took}: nothing to recover"
+    summary = f"recovered the store {data} {took}: replayed {recovery.replayed_records} log records"
+    return summary + (f"; repaired: {recovery.repairs}" if recovery.repairs else "")
+
+
 async def _run(
     data: Path,
     listening: socket.socket,
@@ -205,6 +268,7 @@ async def _run(
     ready_file: Path | None,
     metrics: MetricsEndpoint | None,
 ) -> None:
+    began = time.monotonic()
     try:
         store = await braid.open(data, durable)
     except BaseException:
@@ -212,17 +276,20 @@ async def _run(
         if metrics is not None:
             metrics.close()
         raise
-    server = NodeServer(store, config)
+    report = store.durable.report
+    recovery = Recovery(report.replayed_records, report.detail, time.monotonic() - began)
+    log.info("%s", recovery_summary(data, recovery))
+    server = NodeServer(store, config, figures=store.durable.figures, recovery=recovery)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
         await server.serve_on(listening)
-        print(f"braid serving {data} on {server.address}", file=sys.stderr, flush=True)
+        log.info("serving on %s (store %s)", server.address, data)
         if metrics is not None:
-            metrics.start(server, store)
-            print(f"braid metrics on {metrics.url}", file=sys.stderr, flush=True)
+            metrics.attach(server, store)
+            log.info("metrics on %s, health on /healthz and /readyz", metrics.url)
         if ready_file is not None:
             try:
                 ready_file.write_text(server.address)
@@ -230,7 +297,7 @@ async def _run(
                 detail = f"cannot write --ready-file {ready_file}: {error.strerror}"
                 raise BraidError(errors.INVALID_SETTING, detail) from None
         await stop.wait()
-        print("braid: shutting down", file=sys.stderr, flush=True)
+        log.info("shutting down")
         await server.shutdown()
     finally:
         if metrics is not None:

@@ -5,19 +5,30 @@ a custom collector reads them when Prometheus scrapes. The HTTP endpoint runs in
 daemon thread on its own port: it is for operators, never on the data path.
 
 The endpoint binds its port first (`MetricsEndpoint`, before the node opens its store, so a
-port in use creates nothing) and serves once the node is composed (`start`). A connection
-whose first bytes are not an HTTP request line (a braid client pointed at this port) is
-answered at once with `400 Bad Request` saying what the port is, instead of waiting for a
-request line that never comes: the client reads those bytes as "not a braid node".
+port in use creates nothing) and serves from then on (`start`), while the store recovers
+too; the node's figures join once it is composed (`attach`). Besides /metrics:
+
+- `/healthz`: 200 while the node can do its work: during recovery (which is work), and once
+  serving while its event loop turns (a loop that does not run a callback within
+  `limits.health_loop_seconds_max` is 503, naming how long it was waited for);
+- `/readyz`: 200 only when the node is ready for clients: its store recovered and it
+  serving on its address; 503 saying why not (recovering the store, shutting down).
+
+Each answers one line of text saying what it found. A connection whose first bytes are not
+an HTTP request line (a braid client pointed at this port) is answered at once with `400
+Bad Request` saying what the port is, instead of waiting for a request line that never
+comes: the client reads those bytes as "not a braid node".
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -25,10 +36,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
-from braid import errors
+from braid import errors, limits
 from braid.errors import BraidError
 from braid.runtime.server import NodeServer, reason
 from braid.storage.router import Store
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
 
 # (name, help, is a counter) for each figure of DurableEngine.figures()
 _STORE_FIGURES = {
@@ -150,20 +164,18 @@ class _MetricsServer(ThreadingWSGIServer):
 
 
 class MetricsEndpoint:
-    """The /metrics endpoint: its port bound at construction, served from `start`."""
+    """The metrics and health endpoint: its port bound at construction, served from
+    `start`, the node's figures and readiness from `attach`."""
 
     def __init__(self, host: str, port: int) -> None:
         """Bind host:port (port 0 picks one); LISTEN_FAILED naming it if that fails."""
         self.registry = CollectorRegistry(auto_describe=True)
+        self._metrics_app = make_wsgi_app(self.registry)
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
             server_class = type("MetricsServer", (_MetricsServer,), {"address_family": family})
             self.server: WSGIServer = make_server(
-                host,
-                port,
-                make_wsgi_app(self.registry),
-                server_class,
-                handler_class=_MetricsRequestHandler,
+                host, port, self._app, server_class, handler_class=_MetricsRequestHandler
             )
         except OSError as error:
             raise BraidError(
@@ -173,20 +185,70 @@ class MetricsEndpoint:
         self.host = host
         self.port: int = self.server.server_port
         self._thread: threading.Thread | None = None
+        self._node: NodeServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/metrics"
 
-    def start(self, node: NodeServer, store: Store) -> None:
-        """Serve the node's and the store's figures, from a daemon thread."""
-        self.registry.register(NodeCollector(node, store))
+    def start(self) -> None:
+        """Serve from a daemon thread: /healthz and /readyz at once (the node is
+        recovering), the node's figures once it is attached."""
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="braid-metrics", daemon=True
         )
         self._thread.start()
 
+    def attach(self, node: NodeServer, store: Store) -> None:
+        """The node serves (called on its event loop): export its figures, and answer
+        /readyz and /healthz from it."""
+        self.registry.register(NodeCollector(node, store))
+        self._loop = asyncio.get_running_loop()
+        self._node = node
+
     def close(self) -> None:
         if self._thread is not None:
             self.server.shutdown()
         self.server.server_close()
+
+    # -- health (the endpoint's thread) ---------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the node can do its work, and what was found (see the module text)."""
+        node, loop = self._node, self._loop
+        if node is None or loop is None:
+            return True, "ok: recovering the store"
+        turned = threading.Event()
+        try:
+            loop.call_soon_threadsafe(turned.set)
+        except RuntimeError:  # the loop closed: the node is stopping
+            return False, "the node's event loop has stopped"
+        seconds = limits.health_loop_seconds_max
+        if not turned.wait(seconds):
+            return False, f"the node's event loop did not run a callback within {seconds} s"
+        return True, "ok: serving"
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether clients should be sent here: recovered and serving."""
+        node = self._node
+        if node is None:
+            return False, "not ready: recovering the store"
+        if not node.ready:
+            return False, "not ready: shutting down"
+        return True, f"ready: serving on {node.address}"
+
+    def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path not in ("/healthz", "/readyz"):
+            metrics: Iterable[bytes] = self._metrics_app(environ, start_response)
+            return metrics
+        good, text = self.health() if path == "/healthz" else self.readiness()
+        status = "200 OK" if good else "503 Service Unavailable"
+        body = (text + "\n").encode()
+        headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+        ]
+        start_response(status, headers)
+        return [body]

@@ -30,11 +30,13 @@ import logging
 import os
 import socket
 import ssl
+import time
 import types
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
-from braid import errors, limits
+from braid import __version__, errors, limits
 from braid.core.wire import schema
 from braid.core.wire.connection import (
     ConnectionFailed,
@@ -87,6 +89,19 @@ class ServerStats:
     by_code: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """What opening the store did before the node served (its startup summary)."""
+
+    replayed_records: int = 0  # log records past the applied state, replayed into memory
+    repairs: str = ""  # what was repaired (a torn tail truncated, ...); empty: nothing
+    seconds: float = 0.0
+
+
+# The store's figures a status reports (DurableEngine.figures() has them all).
+StoreFigures = Callable[[], Mapping[str, float]]
+
+
 def listen_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to host:port and listening (port 0 picks one); LISTEN_FAILED
     naming the address and the reason if it cannot be (in use, not this machine's, ...)."""
@@ -120,11 +135,21 @@ def _short_detail(error: BaseException) -> str:
 
 
 class NodeServer:
-    def __init__(self, service: DataService, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        service: DataService,
+        config: ServerConfig,
+        *,
+        figures: StoreFigures | None = None,
+        recovery: Recovery | None = None,
+    ) -> None:
         self.service = service
         self.config = config
         self.stats = ServerStats()
         self.address = ""
+        self.figures = figures or dict
+        self.recovery = recovery or Recovery()
+        self.serving_since: float | None = None  # monotonic time serve_on began serving
         self._connections: set[_ServerProtocol] = set()
         self._server: asyncio.Server | None = None
         self._closing = False
@@ -147,12 +172,41 @@ class NodeServer:
         bound = self._server.sockets[0]
         bound_host, bound_port = bound.getsockname()[:2]
         self.address = f"{bound_host}:{bound_port}"
-        log.info("serving on %s", self.address)
+        self.serving_since = time.monotonic()
         self._sweep()
 
     @property
     def accepting(self) -> bool:
         return not self._closing
+
+    @property
+    def ready(self) -> bool:
+        """Serving: the store recovered, the port accepting, not shutting down."""
+        return self.serving_since is not None and not self._closing
+
+    async def status(self) -> schema.NodeStatus:
+        """Answer a Status request (see schema.NodeStatus). Counting the documents asks the
+        store's inventory, as `doc list` does: an operator's request, never a hot one."""
+        figures = self.figures()
+        stats = self.stats
+        uptime = 0.0 if self.serving_since is None else time.monotonic() - self.serving_since
+        documents = len(await self.service.inventory())
+        recovery = self.recovery
+        return schema.NodeStatus(
+            version=__version__,
+            cluster=self.config.cluster,
+            name=self.config.name,
+            uptime_seconds=uptime,
+            documents=documents,
+            durable_lsn=int(figures.get("wal_durable_lsn", 0)),
+            applied_lsn=int(figures.get("applied_lsn", 0)),
+            pending_operations=int(figures.get("pending_operations", 0)),
+            connections=stats.connections_open,
+            requests_in_flight=stats.in_flight - 1,  # not counting this one
+            replayed_records=recovery.replayed_records,
+            recovery_repairs=recovery.repairs,
+            recovery_seconds=recovery.seconds,
+        )
 
     def begin(self) -> bool:
         """Admit one request against the node-wide bound."""
@@ -418,7 +472,7 @@ class _ServerProtocol(asyncio.Protocol):
         try:
             outcome = dispatch(node.service, request, payload, node.address)
         except Exception as error:  # every failure becomes an answer
-            outcome = self._failure(error)
+            outcome = self._not_dispatched(request, error)
         if isinstance(outcome, asyncio.Future):
             outcome.add_done_callback(functools.partial(self._future_done, stream))
         elif isinstance(outcome, types.CoroutineType):
@@ -454,6 +508,16 @@ class _ServerProtocol(asyncio.Protocol):
             return self._failure(error)
         result = future.result()
         return schema.DONE if result is None else result
+
+    def _not_dispatched(
+        self, request: schema.Request, error: Exception
+    ) -> schema.Failure | Coroutine[Any, Any, schema.NodeStatus]:
+        """A request `dispatch` did not start. A Status is the node's to answer, not the
+        store's: dispatch (the store's path) has no handler for it, so it is answered
+        here, where it costs the data path nothing. Anything else is the failure."""
+        if type(request) is schema.Status:
+            return self.node.status()
+        return self._failure(error)
 
     def _failure(self, error: BaseException) -> schema.Failure:
         """The one place an exception from the service becomes an answer: a BraidError its

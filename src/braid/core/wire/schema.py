@@ -147,8 +147,28 @@ class Locate(_Message, tag=28, frozen=True):
     key: Key
 
 
-Request = Initialize | Patch | Get | Compute | Snapshot | Delete | Inventory | Release | Locate
-REQUEST_TYPES = (Initialize, Patch, Get, Compute, Snapshot, Delete, Inventory, Release, Locate)
+class Status(_Message, tag=29, frozen=True):
+    """The node's health and progress (`braid status`); answered NodeStatus. A node older
+    than this message answers UNSUPPORTED_MESSAGE."""
+
+    pass
+
+
+Request = (
+    Initialize | Patch | Get | Compute | Snapshot | Delete | Inventory | Release | Locate | Status
+)
+REQUEST_TYPES = (
+    Initialize,
+    Patch,
+    Get,
+    Compute,
+    Snapshot,
+    Delete,
+    Inventory,
+    Release,
+    Locate,
+    Status,
+)
 
 
 # -- responses (server → client, each ends its stream) ---------------------------------------
@@ -204,8 +224,31 @@ class Failure(_Message, tag=65, frozen=True):
     detail: str
 
 
-Response = Done | Change | Count | InventoryList | Located | Failure
-RESPONSE_TYPES = (Done, Change, Count, InventoryList, Located, Failure)
+class NodeStatus(_Message, tag=66, frozen=True):
+    """One node's status: its braid version, cluster id and name; seconds since it began
+    serving; documents stored; the highest log sequence number that is durable and the one
+    the applied state is checkpointed through, with the operations logged but not yet
+    checkpointed between them; connections open and requests in flight; and what recovery
+    did when the node opened its store (log records replayed, what it repaired, such as a
+    torn tail truncated, and seconds the open took)."""
+
+    version: str
+    cluster: str
+    name: str
+    uptime_seconds: float
+    documents: int
+    durable_lsn: int
+    applied_lsn: int
+    pending_operations: int
+    connections: int
+    requests_in_flight: int
+    replayed_records: int
+    recovery_repairs: str
+    recovery_seconds: float
+
+
+Response = Done | Change | Count | InventoryList | Located | Failure | NodeStatus
+RESPONSE_TYPES = (Done, Change, Count, InventoryList, Located, Failure, NodeStatus)
 
 
 # -- connection control (stream 0) -----------------------------------------------------------
