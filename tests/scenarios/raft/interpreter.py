@@ -19,6 +19,8 @@ committed. Messages travel through a network the scenario controls. Commands:
 - ``crash ID``: it stops, losing what was not durable; ``restart ID``: from what was.
 - ``status``: one line per replica; ``log ID``: its entries; ``compact ID [index=N]``:
   drop applied entries (a follower that needs them is then sent a snapshot).
+- ``change ID voters=(...)``: the leader proposes a membership; ``voters``: each replica's;
+  ``add-replica ID voters=(...)``: a new, empty replica joining that membership.
 
 Changes of role, term and commit are printed as they happen (``> 2 is leader in term 3``).
 """
@@ -39,7 +41,15 @@ from braid.core.raft.messages import (
     Vote,
     VoteReply,
 )
-from braid.core.raft.node import HardState, NodeId, NotLeader, RaftConfig, RaftNode, Role
+from braid.core.raft.node import (
+    HardState,
+    MembershipError,
+    NodeId,
+    NotLeader,
+    RaftConfig,
+    RaftNode,
+    Role,
+)
 
 from ..datadriven import Handler, TestCase
 
@@ -68,7 +78,7 @@ def describe(message: Message) -> str:
     if isinstance(message, Heartbeat):
         return f"Heartbeat term={message.term} commit={message.commit}"
     if isinstance(message, HeartbeatReply):
-        return f"HeartbeatReply term={message.term}"
+        return f"HeartbeatReply term={message.term} last={message.last_index}"
     if isinstance(message, Snapshot):
         return f"Snapshot term={message.term} at=({message.index},{message.snapshot_term})"
     assert isinstance(message, TimeoutNow)
@@ -114,6 +124,10 @@ class Replica:
             applied=self.applied,
         )
 
+    def save_base(self) -> None:
+        """The membership as of the durable log's offset (compaction or a snapshot)."""
+        self.voters = list(self.node.base_voters)
+
     def process(self, outbox: list[tuple[NodeId, NodeId, Message]]) -> bool:
         """Take the node's Ready and do what it says; True when there was anything."""
         ready = self.node.ready()
@@ -140,6 +154,7 @@ class Replica:
             # The state as of the snapshot is loaded (from peers) and the log starts after it.
             self.offset, self.offset_term = self.pending_snapshot
             self.entries = []
+            self.save_base()
             self.applied = self.offset
             self.pending_snapshot = None
         if self.pending_hard is not None:
@@ -182,6 +197,9 @@ class Cluster:
             "restart": self.restart,
             "status": self.status,
             "compact": self.compact,
+            "change": self.change,
+            "voters": self.show_voters,
+            "add-replica": self.add_replica,
             "log": self.log,
         }
         command = commands.get(case.command)
@@ -360,6 +378,38 @@ class Cluster:
         self._target(case).persist(self.queue)
         return []
 
+    def change(self, case: TestCase) -> list[str]:
+        """The leader proposes a new membership: voters=(...)."""
+        replica = self._target(case)
+        voters = [int(value) for value in case.values("voters")]
+        try:
+            index = replica.node.change_voters(voters)
+        except (NotLeader, MembershipError) as refused:
+            return [f"refused: {refused}"]
+        return [f"index {index}: voters {replica.node.voters}"]
+
+    def show_voters(self, case: TestCase) -> list[str]:
+        """Each running replica's membership (as its log has it) and whether a change is
+        still uncommitted there."""
+        lines = []
+        for node_id, replica in self.replicas.items():
+            if replica.alive:
+                pending = " (change uncommitted)" if replica.node.config_pending else ""
+                lines.append(f"{node_id}: {replica.node.voters}{pending}")
+        return lines
+
+    def add_replica(self, case: TestCase) -> list[str]:
+        """A new, empty replica that knows the membership it joins: add-replica ID voters=(...)."""
+        words = case.bare()
+        if len(words) != 1 or not words[0].isdigit() or int(words[0]) in self.replicas:
+            raise case.error("add-replica ID (a new one) voters=(...)")
+        node_id = int(words[0])
+        voters = [int(value) for value in case.values("voters")]
+        any_replica = next(iter(self.replicas.values()))
+        self.replicas[node_id] = Replica(node_id, voters, any_replica.config, case.int("seed", 1))
+        self._changes()
+        return [f"{node_id} starts empty, voters {tuple(sorted(voters))}"]
+
     def compact(self, case: TestCase) -> list[str]:
         """Drop applied entries through index=N (default: all applied), in the node and on
         its disk."""
@@ -367,6 +417,7 @@ class Cluster:
         node = replica.node
         index = min(case.int("index", node.log.applied), node.log.applied)
         node.compact(index)
+        replica.save_base()
         if index > replica.offset:
             replica.offset_term = node.log.offset_term
             replica.entries = replica.entries[index - replica.offset :]

@@ -61,10 +61,11 @@ class RaftLog:
 
     # -- changes --------------------------------------------------------------------------
 
-    def append(self, entries: Sequence[Entry]) -> None:
+    def append(self, entries: Sequence[Entry]) -> int | None:
         """Add entries following (or overwriting) the log: an entry that conflicts with one
         held (same index, other term) drops it and every entry after it. Entries already
-        held are kept as they are (and stay durable)."""
+        held are kept as they are (and stay durable). Returns the first index written (all
+        entries from there on are new), or None when every entry was held already."""
         for position, entry in enumerate(entries):
             if entry.index <= self.offset:
                 continue  # compacted: committed, so the same entry
@@ -77,7 +78,8 @@ class RaftLog:
             self.persisted = min(self.persisted, entry.index - 1)
             self.unstable_from = min(self.unstable_from, entry.index)
             self.entries.extend(entries[position:])
-            return
+            return entry.index
+        return None
 
     def take_unstable(self) -> list[Entry]:
         """The entries the driver must make durable next, in order (each handed out once)."""

@@ -18,11 +18,15 @@ import msgspec
 
 class Entry(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One log entry: its term, its index and what the group orders (opaque to Raft; empty
-    for the entry a new leader appends to commit its predecessors' entries)."""
+    for the entry a new leader appends to commit its predecessors' entries). An entry with
+    `voters` changes the group's membership: from the moment it is in a replica's log, that
+    replica counts votes and commits with those voters (one replica added or removed at a
+    time; see `braid.core.raft.node`)."""
 
     term: int
     index: int
     data: bytes = b""
+    voters: tuple[int, ...] | None = None
 
 
 class Vote(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -73,8 +77,12 @@ class Heartbeat(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 
 class HeartbeatReply(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """`last_index`: where the follower's log ends (received, durable or not): an append
+    sent before the heartbeat and not in it was lost."""
+
     term: int
     ctx: int = 0
+    last_index: int = 0
 
 
 class Snapshot(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -86,6 +94,7 @@ class Snapshot(msgspec.Struct, frozen=True, array_like=True, tag=True):
     term: int
     index: int
     snapshot_term: int
+    voters: tuple[int, ...] = ()  # the membership as of `index`
 
 
 class TimeoutNow(msgspec.Struct, frozen=True, array_like=True, tag=True):

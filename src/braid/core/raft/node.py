@@ -39,7 +39,7 @@ What it does (the Raft paper, with etcd's and the dissertation's additions):
   one of them is sent a `Snapshot` (the position only) instead of entries, installs it (the
   driver loads the state from peers, `Ready.snapshot`) and is fed entries again from there.
 
-Not yet: membership changes.
+- Membership changes one replica at a time (`change_voters`), effective when in the log.
 """
 
 from __future__ import annotations
@@ -126,6 +126,10 @@ class Ready:
         )
 
 
+class MembershipError(Exception):
+    """A membership change that may not be made now (or at all)."""
+
+
 class NotLeader(Exception):
     """A proposal or transfer on a replica that is not (or no longer acts as) the leader;
     `leader` is the one it knows of, if any."""
@@ -146,7 +150,7 @@ class Progress:
     inflight: collections.deque[int] = field(default_factory=collections.deque)
     recent_active: bool = False  # heard from within the current check-quorum interval
     acked_ctx: int = -(10**18)  # the send tick of the latest message it answered
-    at_heartbeat: tuple[int, int] = (0, 0)  # (match, next - 1) when the heartbeat went
+    at_heartbeat: tuple[int, int] = (0, 0)  # (match, next - 1) when a heartbeat was sent
 
     snapshot_sent: int = 0  # the index of a snapshot sent and not yet answered
 
@@ -172,10 +176,13 @@ class RaftNode:
         offset_term: int = 0,
         applied: int = 0,
     ) -> None:
-        assert node_id in voters
         assert len(set(voters)) == len(voters)
         self.id = node_id
-        self.voters = tuple(sorted(voters))
+        # The membership as of the log's offset; configuration entries in the log change it
+        # (`voters` is the newest one in the log, durable or not: Raft's single-server rule).
+        self.base_voters: tuple[NodeId, ...] = tuple(sorted(voters))
+        self.voters = self.base_voters
+        self._configs: list[tuple[int, tuple[NodeId, ...]]] = []
         self.config = config
         self._rng = rng
         self.log = RaftLog(entries, offset, offset_term)
@@ -199,6 +206,7 @@ class RaftNode:
         self._pending_acks: list[tuple[NodeId, int, int]] = []  # (leader, index, ctx)
         self._outbox: list[tuple[NodeId, Message]] = []
         self._snapshot: tuple[int, int] | None = None  # installed, not yet handed over
+        self._rescan_configs()
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -210,6 +218,11 @@ class RaftNode:
     def peers(self) -> tuple[NodeId, ...]:
         return tuple(voter for voter in self.voters if voter != self.id)
 
+    @property
+    def config_pending(self) -> bool:
+        """A membership change is in the log and not yet committed (no other may start)."""
+        return bool(self._configs) and self._configs[-1][0] > self.log.committed
+
     def progress(self, peer: NodeId) -> Progress:
         return self._progress[peer]
 
@@ -219,9 +232,10 @@ class RaftNode:
             return False
         if self._transfer_to is not None:
             return False  # the target may be elected at once: its votes ignore leases
-        acked = sorted(
-            [self.ticks, *(self._progress[peer].acked_ctx for peer in self.peers)], reverse=True
-        )
+        acked = [self._progress[peer].acked_ctx for peer in self.peers]
+        if self.id in self.voters:
+            acked.append(self.ticks)
+        acked.sort(reverse=True)
         return self.ticks < acked[self.quorum - 1] + self.config.lease_ticks
 
     # -- inputs -----------------------------------------------------------------------------
@@ -230,7 +244,7 @@ class RaftNode:
         self.ticks += 1
         if self.role is Role.LEADER:
             self._tick_leader()
-        else:
+        elif self.id in self.voters:  # a replica removed from the group never stands
             self._election_elapsed += 1
             if self._election_elapsed >= self._timeout:
                 self._election_elapsed = 0
@@ -238,7 +252,7 @@ class RaftNode:
 
     def campaign(self) -> None:
         """Stand for election now, as when the election timeout passes (with a pre-vote)."""
-        if self.role is not Role.LEADER:
+        if self.role is not Role.LEADER and self.id in self.voters:
             self._campaign(pre=True)
 
     def propose(self, data: bytes) -> int:
@@ -249,6 +263,27 @@ class RaftNode:
             raise NotLeader(self.leader, f"leadership is moving to {self._transfer_to}")
         index = self.log.last_index + 1
         self.log.append([Entry(self.term, index, data)])
+        self._broadcast_append()
+        return index
+
+    def change_voters(self, voters: Sequence[NodeId]) -> int:
+        """Propose a new membership (leader only): one replica added or removed, and no
+        other change still uncommitted (the dissertation's single-server changes, which
+        keep every old and new majority overlapping without joint consensus). It takes
+        effect as soon as it is in the log; a leader that removed itself steps down once the
+        change commits. To replace a dead replica, remove it, then add the new one (which
+        catches up by a snapshot and entries). Returns the entry's index."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        new = tuple(sorted(set(voters)))
+        if self.config_pending:
+            raise MembershipError("a membership change is still uncommitted")
+        if len(set(new) ^ set(self.voters)) != 1:
+            raise MembershipError(f"{self.voters} -> {new} is not one replica added or removed")
+        index = self.log.last_index + 1
+        self.log.append([Entry(self.term, index, voters=new)])
+        self._configs.append((index, new))
+        self._set_voters(new)
         self._broadcast_append()
         return index
 
@@ -318,6 +353,7 @@ class RaftNode:
         """Drop the log's entries through `index` (applied: the applied state holds them).
         A follower that still needs them is then sent a snapshot instead."""
         self.log.compact(min(index, self.log.applied))
+        self._compacted()
 
     # -- terms ------------------------------------------------------------------------------
 
@@ -352,6 +388,33 @@ class RaftNode:
         return self._rng.randrange(election, 2 * election)
 
     # -- roles ------------------------------------------------------------------------------
+
+    # -- membership -------------------------------------------------------------------------
+
+    def _rescan_configs(self, since: int = 0) -> None:
+        """Recount the configuration entries in the log from index `since` on (after a
+        write that may have added or overwritten some) and take the newest."""
+        kept = [(index, voters) for index, voters in self._configs if index < since]
+        first = max(since, self.log.offset + 1)
+        for entry in self.log.entries[first - self.log.offset - 1 :]:
+            if entry.voters is not None:
+                kept.append((entry.index, entry.voters))
+        self._configs = kept
+        self._set_voters(kept[-1][1] if kept else self.base_voters)
+
+    def _set_voters(self, voters: tuple[NodeId, ...]) -> None:
+        if voters == self.voters:
+            return
+        self.voters = voters
+        if self.role is Role.LEADER:
+            # A replica just added is probed from the start (it may be empty: if the log is
+            # compacted there, it gets a snapshot).
+            self._progress = {peer: self._progress.get(peer) or Progress() for peer in self.peers}
+
+    def _compacted(self) -> None:
+        """The log now starts later: the membership as of its offset becomes the base."""
+        while self._configs and self._configs[0][0] <= self.log.offset:
+            self.base_voters = self._configs.pop(0)[1]
 
     def _become_follower(self, term: int, leader: NodeId | None) -> None:
         if term != self.term:
@@ -458,7 +521,12 @@ class RaftNode:
             )
             self._send(source, reply)
             return
-        log.append(message.entries)
+        written = log.append(message.entries)
+        if written is not None and (
+            any(entry.voters is not None for entry in message.entries)
+            or (self._configs and self._configs[-1][0] >= written)
+        ):
+            self._rescan_configs(written)
         index = message.prev_index + len(message.entries)
         log.commit_to(min(message.commit, index))
         self._pending_acks.append((source, index, message.ctx))
@@ -491,6 +559,8 @@ class RaftNode:
             self._flush_acks()
             return
         log.install(message.index, message.snapshot_term)
+        self.base_voters = tuple(sorted(message.voters)) or self.base_voters
+        self._rescan_configs()
         self._pending_acks = []
         self._snapshot = (message.index, message.snapshot_term)
         self._send(source, AppendReply(self.term, message.index))  # sent once installed
@@ -498,7 +568,7 @@ class RaftNode:
     def _on_heartbeat(self, source: NodeId, message: Heartbeat) -> None:
         self._heard_from_leader(source)
         self.log.commit_to(min(message.commit, self.log.last_index))
-        self._send(source, HeartbeatReply(self.term, message.ctx))
+        self._send(source, HeartbeatReply(self.term, message.ctx, self.log.last_index))
 
     # -- the leader's side ------------------------------------------------------------------
 
@@ -522,7 +592,9 @@ class RaftNode:
 
     def _check_quorum(self) -> None:
         """Step down unless a majority was heard from within the last election timeout."""
-        active = 1 + sum(self._progress[peer].recent_active for peer in self.peers)
+        active = (self.id in self.voters) + sum(
+            self._progress[peer].recent_active for peer in self.peers
+        )
         for peer in self.peers:
             self._progress[peer].recent_active = False
         if active < self.quorum:
@@ -574,10 +646,11 @@ class RaftNode:
         progress = self._heard_from_follower(source, message.ctx)
         progress.snapshot_sent = 0  # a snapshot may have been lost: offered again below
         if progress.match < self.log.last_index:
-            match, sent_through = progress.at_heartbeat
-            if not progress.probing and progress.match == match < sent_through:
-                # Appends sent before the heartbeat went unanswered while the heartbeat was
-                # answered: they were lost. Probe again from what the follower holds.
+            _, sent_through = progress.at_heartbeat
+            if not progress.probing and message.last_index < sent_through:
+                # Appends sent before the heartbeat never reached the follower (its log ends
+                # before them, while the heartbeat sent after them arrived): they were lost.
+                # Probe again from what it holds.
                 progress.probing = True
                 progress.next = progress.match + 1
                 progress.inflight.clear()
@@ -586,14 +659,20 @@ class RaftNode:
 
     def _maybe_commit(self) -> bool:
         """Commit the highest index a durable majority holds, if it is of this term."""
-        matches = sorted(
-            [self.log.persisted, *(self._progress[peer].match for peer in self.peers)],
-            reverse=True,
-        )
+        matches = [self._progress[peer].match for peer in self.peers]
+        if self.id in self.voters:
+            matches.append(self.log.persisted)
+        matches.sort(reverse=True)
         index = matches[self.quorum - 1]
         if index <= self.log.committed or self.log.term_at(index) != self.term:
             return False
-        return self.log.commit_to(index)
+        self.log.commit_to(index)
+        if self.id not in self.voters and not self.config_pending:
+            # It removed itself, and that is committed: the others elect a leader.
+            self._broadcast_append(empty=True)  # they learn the commit first
+            self._become_follower(self.term, None)
+            return False
+        return True
 
     def _broadcast_append(self, *, empty: bool = False) -> None:
         for peer in self.peers:
@@ -611,13 +690,13 @@ class RaftNode:
         if prev_term is None:
             # Compacted away: this follower is sick. It is no longer fed entries; it is
             # sent the position to take, and fills its state from its peers.
-            self._send(peer, Snapshot(self.term, log.offset, log.offset_term))
+            self._send(peer, Snapshot(self.term, log.offset, log.offset_term, self.base_voters))
             progress.snapshot_sent = log.offset
             progress.next = log.offset + 1
             return
         entries = log.slice(progress.next, self.config.append_entries_max)
-        if not entries and not empty:
-            return
+        if not entries and not empty and not progress.probing:
+            return  # nothing new (a probe goes out even empty: its answer says where it is)
         self._send(peer, Append(self.term, prev, prev_term, entries, log.committed, self.ticks))
         if progress.probing:
             progress.probe_sent = True
