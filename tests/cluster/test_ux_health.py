@@ -1,0 +1,90 @@
+"""/healthz and /readyz mean what they say (issue 10), over real HTTP on 127.0.0.1 against
+the metrics endpoint and node server `braid serve` composes, driven in-process so that the
+states a real process passes through too quickly to catch (recovering, a stalled event loop,
+shutting down) are held while they are asked about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import braid
+from braid import limits
+from braid.runtime.metrics import MetricsEndpoint
+from braid.runtime.server import NodeServer, ServerConfig
+
+HOST = "127.0.0.1"
+SECRET = b"a-long-enough-cluster-secret"
+STALL_SECONDS_MAX = 30.0  # the stalled loop is released once /healthz has answered
+assert limits.health_loop_seconds_max < STALL_SECONDS_MAX  # so the stall outlasts the check
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """The status and body of GET http://127.0.0.1:PORT/PATH (a 503 is an answer, too)."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+async def test_recovering_is_healthy_but_not_ready(tmp_path: Path) -> None:
+    """Before the node is attached (its store still recovering) /healthz is 200 saying so
+    and /readyz 503 "recovering the store"; once serving both are 200; once shutting down
+    /readyz is 503 "shutting down" (clients should go elsewhere)."""
+    endpoint = MetricsEndpoint(HOST, 0)
+    endpoint.start()
+    try:
+        recovering = await asyncio.to_thread(http_get, endpoint.port, "/readyz")
+        assert recovering == (503, "not ready: recovering the store\n")
+        alive = await asyncio.to_thread(http_get, endpoint.port, "/healthz")
+        assert alive == (200, "ok: recovering the store\n")
+        async with braid.open(tmp_path / "store") as store:
+            server = NodeServer(store, ServerConfig(cluster="braid", secret=SECRET))
+            await server.start(HOST, 0)
+            endpoint.attach(server, store)
+            ready = await asyncio.to_thread(http_get, endpoint.port, "/readyz")
+            assert ready == (200, f"ready: serving on {server.address}\n")
+            healthy = await asyncio.to_thread(http_get, endpoint.port, "/healthz")
+            assert healthy == (200, "ok: serving\n")
+            await server.shutdown()
+            leaving = await asyncio.to_thread(http_get, endpoint.port, "/readyz")
+            assert leaving == (503, "not ready: shutting down\n")
+    finally:
+        endpoint.close()
+
+
+async def test_a_stalled_event_loop_is_unhealthy(tmp_path: Path) -> None:
+    """While the node's event loop runs nothing (held here until /healthz has answered),
+    /healthz is 503 saying the loop did not turn within its bound; once it turns, 200."""
+    endpoint = MetricsEndpoint(HOST, 0)
+    endpoint.start()
+    try:
+        async with braid.open(tmp_path / "store") as store:
+            server = NodeServer(store, ServerConfig(cluster="braid", secret=SECRET))
+            await server.start(HOST, 0)
+            endpoint.attach(server, store)
+            answers: list[tuple[int, str]] = []
+            answered = threading.Event()
+
+            def ask() -> None:
+                answers.append(http_get(endpoint.port, "/healthz"))
+                answered.set()
+
+            asker = threading.Thread(target=ask)
+            asker.start()
+            answered.wait(STALL_SECONDS_MAX)  # the loop is stalled: it runs nothing meanwhile
+            asker.join(STALL_SECONDS_MAX)
+            seconds = limits.health_loop_seconds_max
+            assert answers == [
+                (503, f"the node's event loop did not run a callback within {seconds} s\n")
+            ]
+            again = await asyncio.to_thread(http_get, endpoint.port, "/healthz")
+            assert again == (200, "ok: serving\n")
+            await server.shutdown()
+    finally:
+        endpoint.close()
