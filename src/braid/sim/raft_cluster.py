@@ -7,8 +7,10 @@ are lost, duplicated, reordered), a replica's disk makes a Ready durable after a
 latency (its messages wait for its hard state, as the driver contract says), and the fault
 schedule partitions the network, stops replicas (losing what their disk had not made
 durable; they restart from what it had), pauses them (a process stopped past its lease,
-then resumed: its clock has moved on meanwhile) and moves leadership (an operator's drain).
-A client proposes entries to whoever leads.
+then resumed: its clock has moved on meanwhile), moves leadership (an operator's drain) and
+loses hosts for good (an operator removes the lost replica, then adds a new, empty one: two
+membership changes; the new one catches up by a snapshot and entries). A client proposes
+entries to whoever leads.
 
 Checked after every event (a failure names the checker and the seed replays it exactly):
 
@@ -164,6 +166,9 @@ class _Replica:
     last_write: float = 0.0  # when the newest write handed to the disk becomes durable
     incarnation: int = 0  # bumped by a crash: events of an earlier life are dropped
     running: bool = True
+    lost: bool = False  # its host is gone for good (replaced by a new, empty replica)
+    replaced: bool = False  # ... and the new replica is a member in its place
+    base_voters: tuple[NodeId, ...] = ()  # the membership as of its durable log's offset
     paused_until: float = 0.0
     next_tick: float = 0.0
 
@@ -200,6 +205,7 @@ class _Simulation:
         for node_id in voters:
             drift = rng.uniform(-self.faults.drift_max, self.faults.drift_max)
             replica = _Replica(node_id, self._new_node(node_id, voters), 1.0 + drift)
+            replica.base_voters = tuple(voters)
             self.replicas[node_id] = replica
             self._schedule_tick(replica, rng.uniform(0, 1))
         # What was promised and seen.
@@ -363,6 +369,7 @@ class _Simulation:
         replica.applied = [self.committed[i] for i in range(1, index + 1)]
         replica.offset, replica.offset_term = index, term
         replica.entries = []
+        replica.base_voters = replica.node.base_voters
         if replica.pending_snapshot == snapshot:
             replica.pending_snapshot = None
 
@@ -374,6 +381,7 @@ class _Simulation:
             return
         index = node.log.applied - keep
         node.compact(index)
+        replica.base_voters = node.base_voters
         if index > replica.offset and index - replica.offset <= len(replica.entries):
             replica.offset_term = replica.entries[index - replica.offset - 1].term
             replica.entries = replica.entries[index - replica.offset :]
@@ -476,6 +484,7 @@ class _Simulation:
                     ("power", faults.crashes),
                     ("pause", faults.pauses),
                     ("transfer", True),
+                    ("replace", faults.crashes),
                 )
                 if on
             ]
@@ -493,6 +502,8 @@ class _Simulation:
                 self.at(time_at, self._power_cut)
             elif kind == "transfer":
                 self.at(time_at, self._transfer)
+            elif kind == "replace":
+                self.at(time_at, self._lose_host)
             elif kind == "crash":
                 # Most often whoever leads then (the fault that costs availability).
                 leader = rng.random() < 0.7
@@ -538,20 +549,68 @@ class _Simulation:
         self.note(lambda: f"transfer {replica.id} -> {target}")
         self._process(replica)
 
+    def _lose_host(self) -> None:
+        """A host dies for good: its replica is removed from the group and a new, empty one
+        added in its place, one change at a time, by an operator retrying until the leader
+        takes each change."""
+        if any(replica.lost and not replica.replaced for replica in self.replicas.values()):
+            return  # one replacement at a time
+        candidates = [r for r in self.replicas.values() if r.running and not r.lost]
+        if len(candidates) <= len(self.replicas) // 2 + 1:
+            return
+        victim = self.rng.choice(candidates)
+        self._crash(victim.id, majority_kept=False, restart=False)
+        victim.lost = True
+        self.figures["hosts lost"] += 1
+        self.note(lambda: f"host of {victim.id} lost for good")
+        self.at(self.now + 1, lambda: self._replace(victim.id, None))
+
+    def _replace(self, lost: NodeId, new: NodeId | None) -> None:
+        """The operator's next step in replacing `lost` (by `new`, once it exists)."""
+        leaders = [r for r in self.replicas.values() if r.running and r.node.role is Role.LEADER]
+        retry = self.now + self.rng.uniform(1, 5)
+        if not leaders or leaders[0].node.config_pending:
+            self.at(retry, lambda: self._replace(lost, new))
+            return
+        leader = leaders[0]
+        voters = set(leader.node.voters)
+        if lost in voters:
+            leader.node.change_voters(sorted(voters - {lost}))
+            self.note(lambda: f"{leader.id} proposes removing {lost}")
+        elif new is None:
+            new = max(self.replicas) + 1
+            joined = tuple(sorted(voters | {new}))
+            drift = self.rng.uniform(-self.faults.drift_max, self.faults.drift_max)
+            replica = _Replica(new, self._new_node(new, list(joined)), 1.0 + drift)
+            replica.base_voters = joined
+            self.replicas[new] = replica
+            self._schedule_tick(replica, self.rng.uniform(0, 1))
+            leader.node.change_voters(list(joined))
+            self.note(lambda: f"{leader.id} proposes adding {new}, empty")
+        elif new in voters:
+            self.replicas[lost].replaced = True
+            self.figures["hosts replaced"] += 1
+            return
+        else:
+            leader.node.change_voters(sorted(voters | {new}))
+        self._process(leader)
+        self.at(retry, lambda: self._replace(lost, new))
+
     def _power_cut(self) -> None:
         self._outage = None  # not a failover: everything stopped
         self.figures["power cuts"] += 1
         self.note(lambda: "power cut")
-        for node_id in self.replicas:
-            self._crash(node_id, majority_kept=False)
+        for node_id, replica in list(self.replicas.items()):
+            if not replica.lost:
+                self._crash(node_id, majority_kept=False)
 
     def _victim(self, leader: bool) -> NodeId:
         leaders = [r.id for r in self.replicas.values() if r.running and r.node.role is Role.LEADER]
         if leader and leaders:
             return leaders[0]
-        return self.rng.choice(list(self.replicas))
+        return self.rng.choice([r.id for r in self.replicas.values() if not r.lost])
 
-    def _crash(self, node_id: NodeId, *, majority_kept: bool = True) -> None:
+    def _crash(self, node_id: NodeId, *, majority_kept: bool = True, restart: bool = True) -> None:
         """Stop a replica (it restarts later from what its disk made durable). A lone crash
         keeps a majority running, so the group stays available; a power cut stops all."""
         replica = self.replicas[node_id]
@@ -562,7 +621,8 @@ class _Simulation:
             return
         if majority_kept and replica.node.role is Role.LEADER and self._outage is None:
             self._outage = (self.now, replica.node.term)
-        self.at(self.now + self.rng.uniform(2, 40), lambda: self._restart(node_id))
+        if restart:
+            self.at(self.now + self.rng.uniform(2, 40), lambda: self._restart(node_id))
         replica.running = False
         replica.incarnation += 1
         replica.pending_hard = None
@@ -574,12 +634,12 @@ class _Simulation:
 
     def _restart(self, node_id: NodeId) -> None:
         replica = self.replicas[node_id]
-        if replica.running:
+        if replica.running or replica.lost:
             return
         applied = min(len(replica.applied), replica.offset + len(replica.entries))
         replica.node = self._new_node(
             node_id,
-            list(self.replicas),
+            list(replica.base_voters),
             hard_state=replica.hard_state,
             entries=list(replica.entries),
             offset=replica.offset,
