@@ -206,6 +206,7 @@ class RaftNode:
         self._pending_acks: list[tuple[NodeId, int, int]] = []  # (leader, index, ctx)
         self._outbox: list[tuple[NodeId, Message]] = []
         self._snapshot: tuple[int, int] | None = None  # installed, not yet handed over
+        self._proposed = False  # entries proposed since the last ready(), not yet sent
         self._rescan_configs()
 
     # -- queries ----------------------------------------------------------------------------
@@ -262,8 +263,9 @@ class RaftNode:
         if self._transfer_to is not None:
             raise NotLeader(self.leader, f"leadership is moving to {self._transfer_to}")
         index = self.log.last_index + 1
-        self.log.append([Entry(self.term, index, data)])
-        self._broadcast_append()
+        self.log.entries.append(Entry(self.term, index, data))  # new at the end: no conflict
+        # Sent at the next `ready()`: the proposals made until then share one append.
+        self._proposed = True
         return index
 
     def change_voters(self, voters: Sequence[NodeId]) -> int:
@@ -341,6 +343,10 @@ class RaftNode:
     # -- output -----------------------------------------------------------------------------
 
     def ready(self) -> Ready:
+        if self._proposed:
+            self._proposed = False
+            if self.role is Role.LEADER:
+                self._broadcast_append()
         state = HardState(self.term, self.vote)
         hard_state = None if state == self._saved else state
         self._saved = state
