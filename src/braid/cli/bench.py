@@ -1,14 +1,14 @@
 """`braid bench`: benchmarks (they print figures and write JSON; they are not tests).
 
-`braid bench engine` and `braid bench server` take their options from the benchmark
-module's `add_arguments` and run its `main(args)`.
+`braid bench engine`, `braid bench server` and `braid bench core` take their options from
+the benchmark module's `add_arguments` and run its `main(args)`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from braid.bench import engine, server
+from braid.bench import core, engine, server
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
@@ -22,6 +22,7 @@ def register(subparsers: Subparsers) -> None:
     for name, module, text in (
         ("engine", engine, "acknowledged patches/s of the durable engine against SQLite"),
         ("server", server, "patches and gets/s through the client against braid serve"),
+        ("core", core, "committed entries/s and CPU per entry of the pure Raft core"),
     ):
         parser = commands.add_parser(
             name, help=text, description=(module.__doc__ or "").split("\n\n")[0]
