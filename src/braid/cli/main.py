@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from braid import __version__
-from braid.cli import bench, demo, doc, errors_cmd, protocol, secret, serve, verify, wal
+from braid.cli import bench, demo, doc, errors_cmd, placement, protocol, secret, serve, verify, wal
 from braid.cli import status as status_command
 from braid.cli.common import EXIT_ERROR, JsonErrorParser, exit_status, print_error
 from braid.errors import BraidError
@@ -47,6 +47,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     secret.register(subparsers)
     demo.register(subparsers)
     bench.register(subparsers)
+    placement.register(subparsers)
     return parser
 
 
