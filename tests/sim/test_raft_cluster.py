@@ -9,9 +9,11 @@ it; and a seed replays exactly.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from braid.sim.raft_cluster import Broken, run_seed
+from braid.sim.raft_cluster import Broken, main, run_seed
 
 CI_SEEDS = 60
 SLOW_SEEDS = 1_000
@@ -97,3 +99,12 @@ def test_a_thousand_seeds_keep_every_promise() -> None:
     """The long sweep (`make test-slow`)."""
     failures, _ = sweep(range(SLOW_SEEDS))
     assert not failures, failures[0]
+
+
+def test_the_readme_tells_the_truth_about_the_simulator() -> None:
+    """The README's seed counts are this suite's, and its command lines run: a seed replayed
+    with --trace prints its events and exits 0."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"CI runs {CI_SEEDS} seeds, `make test-slow` {SLOW_SEEDS:,}" in readme
+    assert "python -m braid.sim.raft_cluster --seed 41 --trace" in readme
+    assert main(["--seed", "41", "--trace"]) == 0
