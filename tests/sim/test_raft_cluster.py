@@ -106,5 +106,5 @@ def test_the_readme_tells_the_truth_about_the_simulator() -> None:
     with --trace prints its events and exits 0."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert f"CI runs {CI_SEEDS} seeds, `make test-slow` {SLOW_SEEDS:,}" in readme
-    assert "python -m braid.sim.raft_cluster --seed 41 --trace" in readme
+    assert "braid sim --seed 41 --trace" in readme
     assert main(["--seed", "41", "--trace"]) == 0

@@ -15,7 +15,19 @@ import sys
 from collections.abc import Sequence
 
 from braid import __version__
-from braid.cli import bench, demo, doc, errors_cmd, placement, protocol, secret, serve, verify, wal
+from braid.cli import (
+    bench,
+    demo,
+    doc,
+    errors_cmd,
+    placement,
+    protocol,
+    secret,
+    serve,
+    sim,
+    verify,
+    wal,
+)
 from braid.cli import status as status_command
 from braid.cli.common import EXIT_ERROR, JsonErrorParser, exit_status, print_error
 from braid.errors import BraidError
@@ -48,6 +60,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     demo.register(subparsers)
     bench.register(subparsers)
     placement.register(subparsers)
+    sim.register(subparsers)
     return parser
 
 

@@ -725,12 +725,79 @@ def run_seed(
     )
 
 
+SIMULATED_TICKS = 300.0  # per seed: two thirds with faults, then a third to heal
+
+
+@dataclass
+class Sweep:
+    """Many seeds' results summed: figures, failovers, the first failure, the speed."""
+
+    seeds: int = 0
+    figures: Counter[str] = field(default_factory=Counter)
+    failovers: list[float] = field(default_factory=list)
+    lan_failovers: list[float] = field(default_factory=list)  # delays, disks within a tick
+    failed: RunResult | None = None
+    wall_seconds: float = 0.0
+
+    def add(self, result: RunResult) -> None:
+        self.seeds += 1
+        self.figures.update(result.figures)
+        self.failovers += result.failovers
+        if result.faults.delay_max <= 1.0 and result.faults.disk_latency_max <= 0.5:
+            self.lan_failovers += result.failovers
+        if result.failure is not None and self.failed is None:
+            self.failed = result
+
+    @property
+    def simulated_seconds_per_wall_second(self) -> float:
+        simulated = self.seeds * SIMULATED_TICKS * TICK_SECONDS
+        return simulated / self.wall_seconds if self.wall_seconds else 0.0
+
+    def failover_lines(self) -> list[str]:
+        lines = []
+        for name, sample in (("all fault mixes", self.failovers), ("LAN-like", self.lan_failovers)):
+            if sample:
+                ms = sorted(ticks * TICK_SECONDS * 1000 for ticks in sample)
+                lines.append(
+                    f"failover after a leader crash, {name} ({len(ms)}): median "
+                    f"{ms[len(ms) // 2]:.0f} ms, p90 {ms[len(ms) * 9 // 10]:.0f} ms, "
+                    f"worst {ms[-1]:.0f} ms (a tick of {TICK_SECONDS * 1000:.0f} ms)"
+                )
+        return lines
+
+
+def sweep(
+    seeds: range,
+    broken: Broken | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Sweep:
+    """Run `seeds` until the first failure; `progress` is told each seed done."""
+    summary = Sweep()
+    started = time.perf_counter()
+    for seed in seeds:
+        summary.add(run_seed(seed, broken, ticks=SIMULATED_TICKS))
+        if progress is not None:
+            progress(seed)
+        if summary.failed is not None:
+            break
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, help="replay this one seed")
+    parser.add_argument("--seeds", type=int, default=200, help="run seeds 0..N-1 (default 200)")
+    parser.add_argument(
+        "--broken",
+        choices=[variant.value for variant in Broken],
+        help="a deliberately broken core (to see a checker fail)",
+    )
+    parser.add_argument("--trace", action="store_true", help="with --seed: print every event")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m braid.sim.raft_cluster")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--seeds", type=int, default=200)
-    parser.add_argument("--broken", choices=[variant.value for variant in Broken])
-    parser.add_argument("--trace", action="store_true")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     broken = Broken(args.broken) if args.broken else None
     if args.seed is not None:
@@ -738,30 +805,13 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(result.trace))
         print(f"seed {args.seed}: {result.failure or 'ok'}")
         return 0 if result.failure is None else 1
-    started = time.perf_counter()
-    figures: Counter[str] = Counter()
-    failovers: list[float] = []
-    quick: list[float] = []  # on a LAN-like mix: delays and disk latency within a tick
-    for seed in range(args.seeds):
-        result = run_seed(seed, broken)
-        figures.update(result.figures)
-        failovers += result.failovers
-        if result.faults.delay_max <= 1.0 and result.faults.disk_latency_max <= 0.5:
-            quick += result.failovers
-        if result.failure is not None:
-            print(f"seed {seed} failed: {result.failure}")
-            return 1
-    seconds = time.perf_counter() - started
-    print(f"{args.seeds} seeds in {seconds:.1f} s: {dict(sorted(figures.items()))}")
-    for name, sample in (("all fault mixes", failovers), ("LAN-like mixes", quick)):
-        if sample:
-            sample.sort()
-            ms = [ticks * TICK_SECONDS * 1000 for ticks in sample]
-            print(
-                f"failover after a leader crash, {name} ({len(ms)}): median "
-                f"{ms[len(ms) // 2]:.0f} ms, p90 {ms[len(ms) * 9 // 10]:.0f} ms, "
-                f"worst {ms[-1]:.0f} ms (a tick of {TICK_SECONDS * 1000:.0f} ms)"
-            )
+    summary = sweep(range(args.seeds), broken)
+    figures = dict(sorted(summary.figures.items()))
+    print(f"{summary.seeds} seeds in {summary.wall_seconds:.1f} s: {figures}")
+    print("\n".join(summary.failover_lines()))
+    if summary.failed is not None:
+        print(f"seed {summary.failed.seed} failed: {summary.failed.failure}")
+        return 1
     return 0
 
 

@@ -1,0 +1,66 @@
+"""`braid sim`: the Raft group simulator (`braid.sim.raft_cluster`) from the command line.
+
+`braid sim --seeds 1000` runs seeds 0..999 with a progress bar and prints the fault mix seen,
+the failover distribution and the speed (simulated seconds per wall second); the first seed
+that fails prints itself, the checker that failed and the tail of its trace, and the command
+exits 1. `braid sim --seed N [--trace]` replays one seed exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import Progress
+
+from braid.sim import raft_cluster
+
+if TYPE_CHECKING:
+    from braid.cli.common import Subparsers
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sim",
+        help="run the Raft group simulator over many seeds, or replay one",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    raft_cluster.add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    broken = raft_cluster.Broken(args.broken) if args.broken else None
+    if args.seed is not None:
+        result = raft_cluster.run_seed(args.seed, broken, trace=args.trace)
+        lines = result.trace if args.trace else result.trace[-40:]
+        if result.failure is not None or args.trace:
+            console.print("\n".join(lines), markup=False, highlight=False)
+        if result.failure is None:
+            console.print(f"seed {args.seed}: every checker green")
+            return 0
+        console.print(f"seed {args.seed} failed ({result.checker}): {result.failure}")
+        return 1
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("seeds", total=args.seeds)
+        summary = raft_cluster.sweep(range(args.seeds), broken, lambda seed: progress.advance(task))
+    figures = ", ".join(f"{name} {count:,}" for name, count in sorted(summary.figures.items()))
+    speed = summary.simulated_seconds_per_wall_second
+    console.print(
+        f"{summary.seeds:,} seeds in {summary.wall_seconds:.1f} s "
+        f"({speed:,.0f} simulated seconds per second): {figures}",
+        markup=False,
+    )
+    for line in summary.failover_lines():
+        console.print(line, markup=False)
+    failed = summary.failed
+    if failed is None:
+        console.print("every checker green on every seed")
+        return 0
+    replay = raft_cluster.run_seed(failed.seed, broken, trace=True)
+    console.print("\n".join(replay.trace[-40:]), markup=False, highlight=False)
+    console.print(f"seed {failed.seed} failed ({failed.checker}): {failed.failure}", markup=False)
+    console.print(f"replay: braid sim --seed {failed.seed} --trace", markup=False)
+    return 1

@@ -1,0 +1,37 @@
+"""`braid sim` through the real command: a sweep is green and says so, a broken core's sweep
+fails naming the checker and how to replay the seed, and one seed replays with its trace."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def braid(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "braid.cli.main", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_sweep_is_green_and_prints_its_figures() -> None:
+    result = braid("sim", "--seeds", "8")
+    assert result.returncode == 0, result.stderr
+    assert "8 seeds in" in result.stdout and "simulated seconds per second" in result.stdout
+    assert "every checker green on every seed" in result.stdout
+
+
+def test_a_broken_core_fails_naming_the_checker_and_the_replay() -> None:
+    result = braid("sim", "--seeds", "100", "--broken", "stale-lease")
+    assert result.returncode == 1
+    assert "(lease safety)" in result.stdout
+    assert "replay: braid sim --seed" in result.stdout
+
+
+def test_one_seed_replays_with_its_trace() -> None:
+    first, second = braid("sim", "--seed", "41", "--trace"), braid("sim", "--seed", "41", "--trace")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout and "leads term" in first.stdout
