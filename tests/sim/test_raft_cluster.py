@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from braid.sim.raft_cluster import Broken, main, run_seed
+from braid.sim import raft_cluster
+from braid.sim.raft_cluster import TICK_SECONDS, Broken, main, run_seed
 
 CI_SEEDS = 60
 SLOW_SEEDS = 1_000
@@ -108,3 +109,17 @@ def test_the_readme_tells_the_truth_about_the_simulator() -> None:
     assert f"CI runs {CI_SEEDS} seeds, `make test-slow` {SLOW_SEEDS:,}" in readme
     assert "braid sim --seed 41 --trace" in readme
     assert main(["--seed", "41", "--trace"]) == 0
+
+
+def test_failover_after_a_leader_crash_is_within_the_target() -> None:
+    """On a healthy network with only the leader's host crashing (`braid sim --failover`),
+    in simulated time with the default timings (a 20 ms tick, election timeout 10..20
+    ticks): the median failover, from the crash to the next entry a new leader
+    acknowledges, is at most 0.5 s and the worst at most 1 s (the issue's target). This is
+    simulated time, decided by the seeds: no wall clock is involved."""
+    summary = raft_cluster.sweep(range(60), failover_only=True)
+    assert summary.failed is None, summary.failed.failure if summary.failed else ""
+    seconds = sorted(ticks * TICK_SECONDS for ticks in summary.failovers)
+    assert len(seconds) >= 100, len(seconds)
+    assert seconds[len(seconds) // 2] <= 0.5, seconds[len(seconds) // 2]
+    assert seconds[-1] <= 1.0, seconds[-1]

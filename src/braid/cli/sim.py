@@ -3,7 +3,8 @@
 `braid sim --seeds 1000` runs seeds 0..999 with a progress bar and prints the fault mix seen,
 the failover distribution and the speed (simulated seconds per wall second); the first seed
 that fails prints itself, the checker that failed and the tail of its trace, and the command
-exits 1. `braid sim --seed N [--trace]` replays one seed exactly.
+exits 1. `braid sim --seed N [--trace]` replays one seed exactly. `--failover` runs only the
+leader's host crashing on a healthy network: the failover figure alone.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     broken = raft_cluster.Broken(args.broken) if args.broken else None
     if args.seed is not None:
-        result = raft_cluster.run_seed(args.seed, broken, trace=args.trace)
+        result = raft_cluster.run_seed(
+            args.seed, broken, trace=args.trace, failover_only=args.failover
+        )
         lines = result.trace if args.trace else result.trace[-40:]
         if result.failure is not None or args.trace:
             console.print("\n".join(lines), markup=False, highlight=False)
@@ -45,7 +48,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("seeds", total=args.seeds)
-        summary = raft_cluster.sweep(range(args.seeds), broken, lambda seed: progress.advance(task))
+        summary = raft_cluster.sweep(
+            range(args.seeds),
+            broken,
+            lambda seed: progress.advance(task),
+            failover_only=args.failover,
+        )
     figures = ", ".join(f"{name} {count:,}" for name, count in sorted(summary.figures.items()))
     speed = summary.simulated_seconds_per_wall_second
     console.print(
@@ -59,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if failed is None:
         console.print("every checker green on every seed")
         return 0
-    replay = raft_cluster.run_seed(failed.seed, broken, trace=True)
+    replay = raft_cluster.run_seed(failed.seed, broken, trace=True, failover_only=args.failover)
     console.print("\n".join(replay.trace[-40:]), markup=False, highlight=False)
     console.print(f"seed {failed.seed} failed ({failed.checker}): {failed.failure}", markup=False)
     console.print(f"replay: braid sim --seed {failed.seed} --trace", markup=False)

@@ -185,7 +185,9 @@ class RunResult:
 
 
 class _Simulation:
-    def __init__(self, seed: int, broken: Broken | None, tracing: bool) -> None:
+    def __init__(
+        self, seed: int, broken: Broken | None, tracing: bool, failover_only: bool = False
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.tracing = tracing
@@ -194,6 +196,13 @@ class _Simulation:
         rng = self.rng
         self.size = rng.choice([3, 3, 5])
         self.faults = self.faults_drawn = Faults.draw(rng)
+        self.failover_only = failover_only
+        if failover_only:
+            # A healthy 127.0.0.1-class network and fast disks; the only fault is the
+            # leader's host crashing: the failover the acceptance figure is about.
+            self.faults = self.faults_drawn = Faults(
+                0.0, 0.0, 0.25, 0.25, 0.05, False, True, False, self.faults.compact_after
+            )
         self.config = RaftConfig(election_ticks=10, heartbeat_ticks=1, lease_ticks=8)
         self.node_class = _VARIANTS[broken]
         self.now = 0.0
@@ -490,7 +499,7 @@ class _Simulation:
             ]
             if not kinds:
                 break
-            kind = rng.choice(kinds)
+            kind = "leader-crash" if self.failover_only else rng.choice(kinds)
             duration = rng.uniform(5, 60)
             end = min(time_at + duration, until)
             if kind == "partition":
@@ -504,6 +513,8 @@ class _Simulation:
                 self.at(time_at, self._transfer)
             elif kind == "replace":
                 self.at(time_at, self._lose_host)
+            elif kind == "leader-crash":
+                self.at(time_at, lambda: self._crash(self._victim(True)))
             elif kind == "crash":
                 # Most often whoever leads then (the fault that costs availability).
                 leader = rng.random() < 0.7
@@ -706,9 +717,14 @@ class _Simulation:
 
 
 def run_seed(
-    seed: int, broken: Broken | None = None, *, trace: bool = False, ticks: float = 300.0
+    seed: int,
+    broken: Broken | None = None,
+    *,
+    trace: bool = False,
+    ticks: float = 300.0,
+    failover_only: bool = False,
 ) -> RunResult:
-    simulation = _Simulation(seed, broken, trace)
+    simulation = _Simulation(seed, broken, trace, failover_only)
     failure = checker = None
     try:
         simulation.run(faulty_until=ticks * 2 / 3, quiet_until=ticks)
@@ -755,7 +771,10 @@ class Sweep:
 
     def failover_lines(self) -> list[str]:
         lines = []
-        for name, sample in (("all fault mixes", self.failovers), ("LAN-like", self.lan_failovers)):
+        samples = [("all fault mixes", self.failovers)]
+        if len(self.lan_failovers) != len(self.failovers):
+            samples.append(("LAN-like", self.lan_failovers))
+        for name, sample in samples:
             if sample:
                 ms = sorted(ticks * TICK_SECONDS * 1000 for ticks in sample)
                 lines.append(
@@ -770,12 +789,14 @@ def sweep(
     seeds: range,
     broken: Broken | None = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    failover_only: bool = False,
 ) -> Sweep:
     """Run `seeds` until the first failure; `progress` is told each seed done."""
     summary = Sweep()
     started = time.perf_counter()
     for seed in seeds:
-        summary.add(run_seed(seed, broken, ticks=SIMULATED_TICKS))
+        summary.add(run_seed(seed, broken, ticks=SIMULATED_TICKS, failover_only=failover_only))
         if progress is not None:
             progress(seed)
         if summary.failed is not None:
@@ -793,6 +814,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a deliberately broken core (to see a checker fail)",
     )
     parser.add_argument("--trace", action="store_true", help="with --seed: print every event")
+    parser.add_argument(
+        "--failover",
+        action="store_true",
+        help="only the leader's host crashes, on a healthy network: failover figures",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -801,11 +827,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     broken = Broken(args.broken) if args.broken else None
     if args.seed is not None:
-        result = run_seed(args.seed, broken, trace=args.trace)
+        result = run_seed(args.seed, broken, trace=args.trace, failover_only=args.failover)
         print("\n".join(result.trace))
         print(f"seed {args.seed}: {result.failure or 'ok'}")
         return 0 if result.failure is None else 1
-    summary = sweep(range(args.seeds), broken)
+    summary = sweep(range(args.seeds), broken, failover_only=args.failover)
     figures = dict(sorted(summary.figures.items()))
     print(f"{summary.seeds} seeds in {summary.wall_seconds:.1f} s: {figures}")
     print("\n".join(summary.failover_lines()))
