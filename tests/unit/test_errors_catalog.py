@@ -164,6 +164,7 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "client.py:check_secret",
         "client.py:connect",
         "client.py:parse_address",
+        "membership.py:_invalid",
     ),
     "DOCUMENT_NOT_FOUND": (
         "storage/documents.py:Documents.patch",
