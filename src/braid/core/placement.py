@@ -304,7 +304,7 @@ class _Builder:
                         self.put(partition, slot, moved)
                         self.put(other, other_slot, host)
                         return
-        raise AssertionError(f"placement: no host can fill partition {partition}")
+        raise _Stuck(f"placement: no host can fill partition {partition}")
 
     def rebalance(self) -> None:
         """Hosts below target take replicas from hosts above it, one cheapest move at a
@@ -361,7 +361,7 @@ class _Builder:
                             self.put(other, other_slot, middle)
                             self.put(partition, slot, host)
                             return
-        raise AssertionError("placement: no replica can move to a host below target")
+        raise _Stuck("placement: no replica can move to a host below target")
 
     # -- spread ----------------------------------------------------------------------------
 
@@ -537,6 +537,12 @@ class _Builder:
         return changes
 
 
+class _Stuck(AssertionError):
+    """No move leads on from here. From a previous placement this can happen (uneven zones
+    with more replicas than zones: the zone rule pins replicas the balance would move), and
+    the placement is then made from scratch; from scratch it is a bug."""
+
+
 def place(
     hosts: Sequence[Host],
     partitions: int,
@@ -544,7 +550,9 @@ def place(
     previous: Placement | None = None,
 ) -> Placement:
     """The placement of `partitions` partitions over `hosts` (see the module text); from
-    `previous` when given (and of the same P and R), moving only what balance requires."""
+    `previous` when given (and of the same P and R), moving only what balance requires —
+    unless the zone rule leaves no way on from it (uneven zones, more replicas than zones),
+    when the placement is made anew."""
     assert 1 <= partitions <= PARTITIONS_MAX, partitions
     assert 1 <= replicas <= REPLICAS_MAX, replicas
     ordered = sorted(hosts, key=lambda host: host.id)
@@ -563,11 +571,16 @@ def place(
     else:
         builder.keep(previous)
         builder.choose_targets()
-        for partition in range(partitions):
-            for slot in range(replicas):
-                if builder.members[partition][slot] is None:
-                    builder.fill(partition, slot, None)
-        builder.rebalance()
+        try:
+            for partition in range(partitions):
+                for slot in range(replicas):
+                    if builder.members[partition][slot] is None:
+                        builder.fill(partition, slot, None)
+            builder.rebalance()
+        except _Stuck:
+            # The previous placement cannot be rebalanced under the zone rule: place anew
+            # (zone-safe and balanced, at the cost of moving more than the minimum).
+            return place(hosts, partitions, replicas, None)
     leaders = builder.leaders(previous)
     assignment = []
     for partition, members in enumerate(builder.members):
