@@ -19,6 +19,7 @@ committed. Messages travel through a network the scenario controls. Commands:
 - ``crash ID``: it stops, losing what was not durable; ``restart ID``: from what was.
 - ``status``: one line per replica; ``log ID``: its entries; ``compact ID [index=N]``:
   drop applied entries (a follower that needs them is then sent a snapshot).
+- ``load ID term=T terms=(...)``: a replica restarts with that durable log and term.
 - ``change ID voters=(...)``: the leader proposes a membership; ``voters``: each replica's;
   ``add-replica ID voters=(...)``: a new, empty replica joining that membership.
 
@@ -197,6 +198,7 @@ class Cluster:
             "restart": self.restart,
             "status": self.status,
             "compact": self.compact,
+            "load": self.load,
             "change": self.change,
             "voters": self.show_voters,
             "add-replica": self.add_replica,
@@ -377,6 +379,19 @@ class Cluster:
     def persist(self, case: TestCase) -> list[str]:
         self._target(case).persist(self.queue)
         return []
+
+    def load(self, case: TestCase) -> list[str]:
+        """Give a stopped replica a durable log and term, as if it had lived them:
+        load ID term=T terms=(t1, t2, ...) (entry i has term t_i). It restarts from them."""
+        replica = self._target(case)
+        terms = [int(value) for value in case.values("terms")]
+        replica.entries = [Entry(term, index + 1) for index, term in enumerate(terms)]
+        replica.offset = replica.offset_term = replica.applied = 0
+        replica.hard_state = HardState(case.int("term"), None)
+        replica.restart()
+        self._seen.pop(replica.id, None)
+        self._changes()
+        return [f"{replica.id}: term {case.int('term')}, log terms {tuple(terms)}"]
 
     def change(self, case: TestCase) -> list[str]:
         """The leader proposes a new membership: voters=(...)."""
