@@ -10,33 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import braid
 from braid import errors
+from tests.support import cli
 
-CLI_SECONDS_MAX = 60
 SECRET = "a-long-enough-cluster-secret"
 
 
 def run_braid(*argv: str, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
-    """The real `braid` command in a child process; BRAID_SECRET set to `secret` (or unset)."""
-    environment = {key: value for key, value in os.environ.items() if key != "BRAID_SECRET"}
-    if secret is not None:
-        environment["BRAID_SECRET"] = secret
-    return subprocess.run(
-        [sys.executable, "-m", "braid.cli.main", *argv],
-        capture_output=True,
-        text=True,
-        timeout=CLI_SECONDS_MAX,
-        env=environment,
-        check=False,
-    )
+    """The real `braid` command (tests/support/cli.py), with this suite's secret."""
+    return cli.run_braid(*argv, secret=secret)
 
 
 def tree(directory: Path) -> dict[str, str]:

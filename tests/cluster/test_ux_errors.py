@@ -9,11 +9,8 @@ and that nothing was created or changed.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
-import sys
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,9 +19,10 @@ import pytest
 import braid
 from braid import errors
 from tests.cluster.helpers import HOST, SECRET, Servers, free_port
+from tests.cluster.test_metrics import scrape
+from tests.support import cli
 
 WRONG_SECRET = "not-the-cluster-secret"
-CLI_SECONDS_MAX = 60
 POLLS_MAX = 100  # of a counter the node bumps after the client has its answer
 POLL_SECONDS = 0.05
 
@@ -32,31 +30,8 @@ POLL_SECONDS = 0.05
 def run_braid(
     *argv: str, secret: str | None = SECRET, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """The real `braid` command in a child process; BRAID_SECRET set to `secret` (or unset)."""
-    environment = {key: value for key, value in os.environ.items() if key != "BRAID_SECRET"}
-    if secret is not None:
-        environment["BRAID_SECRET"] = secret
-    return subprocess.run(
-        [sys.executable, "-m", "braid.cli.main", *argv],
-        capture_output=True,
-        text=True,
-        timeout=CLI_SECONDS_MAX,
-        env=environment,
-        cwd=cwd,
-        check=False,
-    )
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The samples of /metrics as {name{labels}: value}, comments dropped."""
-    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
+    """The real `braid` command (tests/support/cli.py), with this suite's secret."""
+    return cli.run_braid(*argv, secret=secret, cwd=cwd)
 
 
 async def counter_reaches(port: int, name: str, value: float) -> dict[str, float]:

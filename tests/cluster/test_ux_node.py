@@ -10,9 +10,7 @@ after SIGKILL with a torn log tail logs what recovery did, before "serving", onc
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,24 +19,14 @@ import braid
 from braid import errors
 from braid.storage.logfiles import analyze_log
 from tests.cluster.helpers import HOST, SECRET, Servers, free_port
+from tests.support import cli
 
-CLI_SECONDS_MAX = 60
 DOCUMENTS = 5
 
 
 def run_braid(*argv: str, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
-    """The real `braid` command in a child process; BRAID_SECRET set to `secret` (or unset)."""
-    environment = {key: value for key, value in os.environ.items() if key != "BRAID_SECRET"}
-    if secret is not None:
-        environment["BRAID_SECRET"] = secret
-    return subprocess.run(
-        [sys.executable, "-m", "braid.cli.main", *argv],
-        capture_output=True,
-        text=True,
-        timeout=CLI_SECONDS_MAX,
-        env=environment,
-        check=False,
-    )
+    """The real `braid` command (tests/support/cli.py), with this suite's secret."""
+    return cli.run_braid(*argv, secret=secret)
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
