@@ -8,7 +8,6 @@ No test here needs a node: mistakes about nodes are in tests/cluster/test_ux_err
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import braid
 from braid import errors
 from tests.support import cli
+from tests.support.files import tree
 
 SECRET = "a-long-enough-cluster-secret"
 
@@ -25,15 +25,6 @@ SECRET = "a-long-enough-cluster-secret"
 def run_braid(*argv: str, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
     """The real `braid` command (tests/support/cli.py), with this suite's secret."""
     return cli.run_braid(*argv, secret=secret)
-
-
-def tree(directory: Path) -> dict[str, str]:
-    """Every path under `directory` with a hash of its content ('dir' for a directory)."""
-    found = {}
-    for path in sorted(directory.rglob("*")):
-        relative = str(path.relative_to(directory))
-        found[relative] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
 
 
 def assert_usage(result: subprocess.CompletedProcess[str], *named: str) -> None:

@@ -7,22 +7,13 @@ refuses what the CLI refuses: a directory holding other files is never turned in
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
 import braid
 from braid import errors
-
-
-def tree(directory: Path) -> dict[str, str]:
-    """Every path under `directory` with a hash of its content ('dir' for a directory)."""
-    found = {}
-    for path in sorted(directory.rglob("*")):
-        relative = str(path.relative_to(directory))
-        found[relative] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
+from tests.support.files import tree
 
 
 async def test_open_refuses_a_directory_holding_other_files(tmp_path: Path) -> None:

@@ -13,3 +13,13 @@ def file_hashes(directory: Path) -> dict[str, str]:
         for path in sorted(directory.rglob("*"))
         if path.is_file()
     }
+
+
+def tree(directory: Path) -> dict[str, str]:
+    """`file_hashes`, and every directory below `directory` too (as 'dir'): what a test
+    compares when nothing may be created, not even an empty directory."""
+    found = dict.fromkeys(
+        (str(path.relative_to(directory)) for path in directory.rglob("*") if path.is_dir()),
+        "dir",
+    )
+    return dict(sorted((found | file_hashes(directory)).items()))
