@@ -87,7 +87,9 @@ def open(
     create: bool = True,
     read_only: bool = False,
 ) -> _Opening:
-    """Open (creating if needed) the embedded durable store in `directory`.
+    """Open (creating if needed) the embedded durable store in `directory`. A directory
+    that exists and holds other files is not made a store: that is STORE_NOT_FOUND, naming
+    them (an empty directory is fine).
 
     `read_only=True` opens an existing store without writing anything to it (reads work,
     writes fail with STORE_READ_ONLY); it fails with STORE_LOCKED while a writer holds it.

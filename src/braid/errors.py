@@ -111,11 +111,12 @@ RECORD_TOO_LARGE = _entry(
 INVALID_SETTING = _entry(
     1009,
     "INVALID_SETTING",
-    "A setting of a command, of connect or of serve is missing, unreadable, malformed or "
-    "contradicts another: an address without a port, a secret file that cannot be read, no "
-    "cluster secret or one shorter than 16 bytes, a TLS certificate that does not load, "
-    "options that go together given alone, a bound out of range. The detail names the "
-    "setting; nothing was created or changed.",
+    "A setting of a command, of connect or of serve, or of a cluster membership file, is "
+    "missing, unreadable, malformed or contradicts another: an address without a port, a "
+    "secret file that cannot be read, no cluster secret or one shorter than 16 bytes, a TLS "
+    "certificate that does not load, options that go together given alone, a bound out of "
+    "range, a host listed twice. The detail names the setting (and the file); nothing was "
+    "created or changed.",
     retryable=False,
     user=True,
 )
