@@ -162,7 +162,6 @@ class _Replica:
     pending_hard: HardState | None = None
     pending_snapshot: tuple[int, int] | None = None
     held: list[tuple[NodeId, Message]] = field(default_factory=list)
-    writes_in_flight: int = 0  # Readies handed to the disk, not yet durable
     last_write: float = 0.0  # when the newest write handed to the disk becomes durable
     incarnation: int = 0  # bumped by a crash: events of an earlier life are dropped
     running: bool = True
@@ -316,12 +315,10 @@ class _Simulation:
         later, in the order written."""
         incarnation = replica.incarnation
         latency = self.rng.uniform(0.0, self.faults.disk_latency_max)
-        replica.writes_in_flight += 1
 
         def durable() -> None:
             if replica.incarnation != incarnation:
                 return  # the replica crashed first: this write never made it
-            replica.writes_in_flight -= 1
             if snapshot is not None:
                 self._install(replica, snapshot)
             if hard is not None:
@@ -639,7 +636,6 @@ class _Simulation:
         replica.pending_hard = None
         replica.pending_snapshot = None
         replica.held = []
-        replica.writes_in_flight = 0
         self.figures["crashes"] += 1
         self.note(lambda: f"crash {node_id}")
 

@@ -150,7 +150,7 @@ class Progress:
     inflight: collections.deque[int] = field(default_factory=collections.deque)
     recent_active: bool = False  # heard from within the current check-quorum interval
     acked_ctx: int = -(10**18)  # the send tick of the latest message it answered
-    at_heartbeat: tuple[int, int] = (0, 0)  # (match, next - 1) when a heartbeat was sent
+    sent_at_heartbeat: int = 0  # the last index sent to it when a heartbeat went out
 
     snapshot_sent: int = 0  # the index of a snapshot sent and not yet answered
 
@@ -584,7 +584,7 @@ class RaftNode:
             self._heartbeat_elapsed = 0
             for peer in self.peers:
                 progress = self._progress[peer]
-                progress.at_heartbeat = (progress.match, progress.next - 1)
+                progress.sent_at_heartbeat = progress.next - 1
                 commit = min(progress.match, self.log.committed)
                 self._send(peer, Heartbeat(self.term, commit, ctx=self.ticks))
         if self._transfer_to is not None:
@@ -652,8 +652,7 @@ class RaftNode:
         progress = self._heard_from_follower(source, message.ctx)
         progress.snapshot_sent = 0  # a snapshot may have been lost: offered again below
         if progress.match < self.log.last_index:
-            _, sent_through = progress.at_heartbeat
-            if not progress.probing and message.last_index < sent_through:
+            if not progress.probing and message.last_index < progress.sent_at_heartbeat:
                 # Appends sent before the heartbeat never reached the follower (its log ends
                 # before them, while the heartbeat sent after them arrived): they were lost.
                 # Probe again from what it holds.
