@@ -101,7 +101,6 @@ class WalWriter:
         # Guarded by _lock (shared with the writer thread):
         self._batcher: Batcher[asyncio.Future[None]] = Batcher(first_lsn, first_batch, layout)
         self._idle = False  # the writer thread is waiting for work
-        self._released: list[asyncio.Future[None]] = []  # waiters a completion released
         # Called on the event loop's thread when a batch the full disk refused was given
         # back, with its first lsn: the engine reverts what it applied from there on.
         self.on_rollback: Callable[[int], None] = lambda first_lsn: None
@@ -198,38 +197,39 @@ class WalWriter:
                 if batcher.ready:  # else the writer takes it when its current batch is done
                     self._wakeup.notify()
                 return
-        seconds, error = self._write_sealed(batch, complete=True)
+        seconds, error, released = self._write_sealed(batch, complete=True)
         if isinstance(error, _Refused):
             self._rolled_back(batch.first_lsn, error.dropped, error.cause)
         elif error is not None:
             self._fail(error, batch.waiters)
         else:
-            self._completed(batch, seconds)
+            self._completed(seconds, released)
 
     def _write_sealed(
         self, batch: Batch[asyncio.Future[None]], *, complete: bool = False
-    ) -> tuple[float, _Refused | _Fatal | None]:
+    ) -> tuple[float, _Refused | _Fatal | None, list[asyncio.Future[None]]]:
         """Write a taken batch (either thread): seconds taken, or the error, which is
         recorded in the batcher at once (no more appends, or the batch given back). With
         `complete` (the event loop's own thread writing), the batch is also completed in
-        the batcher under the same lock, its waiters left in `self._released`."""
+        the batcher under the same lock, and the waiters it releases are returned."""
         started = time.perf_counter()
         try:
             self._files.write(batch, self._batcher, self._lock)
         except NothingWritten as refused:
             with self._lock:  # give the batch back, and every record appended after it
                 dropped = self._batcher.refused(batch)
-            return 0.0, _Refused(refused.cause, dropped)
+            return 0.0, _Refused(refused.cause, dropped), []
         except BaseException as error:  # any other failure is fatal for the log
             with self._lock:
                 refused_waiters = self._batcher.failed(str(error))
-            return 0.0, _Fatal(error, refused_waiters)
+            return 0.0, _Fatal(error, refused_waiters), []
+        released: list[asyncio.Future[None]] = []
         with self._lock:
             if complete:
-                self._released = self._batcher.written_and_completed(batch)
+                released = self._batcher.written_and_completed(batch)
             else:
                 self._batcher.written(batch)
-        return time.perf_counter() - started, None
+        return time.perf_counter() - started, None, released
 
     def _rolled_back(
         self, first_lsn: int, dropped: list[asyncio.Future[None]], cause: OSError
@@ -255,14 +255,13 @@ class WalWriter:
     def _complete(self, batch: Batch[asyncio.Future[None]], seconds: float) -> None:
         """A batch is durable (event-loop thread): release its writers and met barriers."""
         with self._lock:
-            self._released = self._batcher.completed(batch)
-        self._completed(batch, seconds)
+            released = self._batcher.completed(batch)
+        self._completed(seconds, released)
 
-    def _completed(self, batch: Batch[asyncio.Future[None]], seconds: float) -> None:
-        """Release the waiters the batcher released (`_released`; event-loop thread)."""
+    def _completed(self, seconds: float, released: list[asyncio.Future[None]]) -> None:
+        """Release the waiters a durable batch released (event-loop thread)."""
         self.sync_seconds_total += seconds
         self.batches_synced += 1
-        released, self._released = self._released, []
         for future in released:
             if not future.done():
                 future.set_result(None)
@@ -293,7 +292,7 @@ class WalWriter:
                     rotating = batcher.placement(batch) is None
                 if rotating and self._spare_thread is not None:
                     self._spare_thread.join()  # the rotation takes the spare it is making
-                seconds, error = self._write_sealed(batch)
+                seconds, error, _ = self._write_sealed(batch)
                 if rotating and error is None:
                     self._start_spare()  # the next rotation's, made while batches are written
                 if isinstance(error, _Refused):
