@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support import cli
+
 
 def run_braid(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "braid.cli.main", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """The real `braid` command (tests/support/cli.py); placement needs no secret."""
+    return cli.run_braid(*argv, secret=None)
 
 
 @pytest.fixture

@@ -4,17 +4,13 @@ fails naming the checker and how to replay the seed, and one seed replays with i
 from __future__ import annotations
 
 import subprocess
-import sys
+
+from tests.support import cli
 
 
 def braid(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "braid.cli.main", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    """The real `braid` command (tests/support/cli.py); the simulator needs no secret."""
+    return cli.run_braid(*arguments, secret=None)
 
 
 def test_a_sweep_is_green_and_prints_its_figures() -> None:
