@@ -14,6 +14,7 @@ def braid(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_sweep_is_green_and_prints_its_figures() -> None:
+    """Eight seeds: exit 0, the seed count, the speed and the all-green verdict printed."""
     result = braid("sim", "--seeds", "8")
     assert result.returncode == 0, result.stderr
     assert "8 seeds in" in result.stdout and "simulated seconds per second" in result.stdout
@@ -21,6 +22,7 @@ def test_a_sweep_is_green_and_prints_its_figures() -> None:
 
 
 def test_a_broken_core_fails_naming_the_checker_and_the_replay() -> None:
+    """A lease that never lapses: exit 1, the lease checker named, the replay line given."""
     result = braid("sim", "--seeds", "100", "--broken", "stale-lease")
     assert result.returncode == 1
     assert "(lease safety)" in result.stdout
@@ -28,6 +30,7 @@ def test_a_broken_core_fails_naming_the_checker_and_the_replay() -> None:
 
 
 def test_one_seed_replays_with_its_trace() -> None:
+    """The same seed twice prints the same trace, with its elections in it."""
     first, second = braid("sim", "--seed", "41", "--trace"), braid("sim", "--seed", "41", "--trace")
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout and "leads term" in first.stdout

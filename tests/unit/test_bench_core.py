@@ -25,6 +25,8 @@ def test_each_batch_commits_every_entry_and_batching_shares_messages() -> None:
 
 
 def test_the_command_prints_and_writes_its_figures(tmp_path: Path) -> None:
+    """`braid bench core` exits 0, prints its table and idle figure, and writes every batch
+    size's figures to the JSON file (an idle group: two heartbeats and two replies a tick)."""
     out = tmp_path / "core.json"
     result = subprocess.run(
         [sys.executable, "-m", "braid.cli.main", "bench", "core", "--entries", "640",
