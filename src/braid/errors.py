@@ -291,6 +291,18 @@ STORE_READ_ONLY = _entry(
     retryable=False,
     user=True,
 )
+WRITE_NOT_DURABLE = _entry(
+    3012,
+    "WRITE_NOT_DURABLE",
+    "The leader of the document's partition could not make writes to it durable: its own "
+    "log write failed, or no majority of replicas stored them within its time bound. It "
+    "failed the document's pending writes (each may or may not have been applied: a retried "
+    "patch that was applied fails with HEAD_SEQ_OFF) and refuses new writes to the document, "
+    "without running them, until the writes already proposed for it have settled. Retry "
+    "after a short backoff.",
+    retryable=True,
+    user=False,
+)
 
 # 4xxx — network and protocol
 PROTOCOL_ERROR = _entry(
@@ -417,6 +429,17 @@ LISTEN_FAILED = _entry(
     "privileged. The detail names the address and the reason; nothing was created.",
     retryable=False,
     user=True,
+)
+NOT_LEADER = _entry(
+    4016,
+    "NOT_LEADER",
+    "This node does not lead the partition that holds the document: it never did, it lost "
+    "leadership, or as a new leader it has not yet applied its predecessors' writes. A "
+    "request it refused was not run; for a write that was pending when leadership moved, "
+    "the detail says whether the new leader may still apply it (a retried patch that was "
+    "applied fails with HEAD_SEQ_OFF). Retry: the client finds the current leader.",
+    retryable=True,
+    user=False,
 )
 
 # 9xxx — internal
