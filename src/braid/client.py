@@ -52,12 +52,20 @@ from braid.core.wire.frames import FRAME_HEADER_SIZE
 from braid.errors import BraidError, ErrorInfo
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 from braid.runtime import link
+from braid.storage.api import DocumentHistory
 
 T = TypeVar("T")
 _SWEEP_SECONDS = limits.client_deadline_sweep_seconds  # how often deadlines are checked
 _REQUESTS_PER_WRITE = limits.client_requests_per_write_max  # pipelining: one write for these
 _NOT_APPLIED = frozenset({errors.OVERLOADED.code, errors.UNREACHABLE.code})
-_READ_ONLY = (schema.Get, schema.Compute, schema.Inventory, schema.Locate, schema.Status)
+_READ_ONLY = (
+    schema.Get,
+    schema.Compute,
+    schema.Inventory,
+    schema.Locate,
+    schema.Status,
+    schema.History,
+)
 _GREETING_BYTES = 16  # of a peer's first bytes, quoted when they are not braid's protocol
 
 
@@ -395,6 +403,13 @@ class Client:
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         check_compute_arguments(method, seq)
         return _change(await self._call(key, schema.Compute(key, method, seq)))
+
+    async def history(self, key: Key) -> DocumentHistory:
+        response = await self._call(key, schema.History(key))
+        assert isinstance(response, schema.HistoryList)
+        return DocumentHistory(
+            response.deltas, response.compacted_through, response.compacted_exact
+        )
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
         check_snapshot_arguments(seq, document, history)

@@ -24,7 +24,7 @@ import pytest
 
 import braid
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
-from braid.storage.api import DataService
+from braid.storage.api import DataService, DocumentHistory
 from braid.storage.durable import DurableEngine
 from braid.storage.memory import MemoryEngine
 
@@ -64,6 +64,9 @@ class ServiceUnderTest:
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         return await self.api.compute(key, method, seq)
+
+    async def history(self, key: Key) -> DocumentHistory:
+        return await self.api.history(key)
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
         return await self.api.snapshot(key, seq, document, history)

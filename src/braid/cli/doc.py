@@ -231,6 +231,16 @@ def _register_commands(
         metavar="JSON",
         help="the document at SEQ as the writer holds it (default: computed from the store)",
     )
+    history = _add(
+        commands,
+        "history",
+        keyed,
+        _history,
+        "list a document's retained deltas: seqs, who, request, kind, sizes, redo and undo",
+        check=_check_key,
+        read_only=True,
+    )
+    history.add_argument("--last", type=positive_int, metavar="N", help="only the N newest deltas")
     _add(commands, "delete", keyed, _delete, "delete a document", check=_check_key)
     _add(commands, "list", common, _list, "list every document: seq, deltas, bytes", read_only=True)
 
@@ -357,6 +367,74 @@ async def _rewind(store: DataService, args: argparse.Namespace) -> int:
     change = await store.compute(key, REWIND, args.seq)
     headline = f"{key}: patch from the head back to seq {change.seq}"
     return _show(args, key, change, f"{headline} ({change.reads} deltas read)", "patch")
+
+
+def _seq_range(update: Update) -> str:
+    begin, end = update.seq_begin, update.seq_end
+    return str(begin) if begin == end else f"{begin}..{end}"
+
+
+def delta_json(update: Update) -> dict[str, object]:
+    """One delta as `doc history --json` prints it: its fields, the UTF-8 sizes of its
+    redo and undo, and both patches parsed."""
+    return {
+        "seq_begin": update.seq_begin,
+        "seq_end": update.seq_end,
+        "who": update.who,
+        "request": update.request,
+        "kind": update.kind,
+        "active": update.active,
+        "asset_bytes": update.asset_bytes,
+        "redo_bytes": len(update.redo.encode()),
+        "undo_bytes": len(update.undo.encode()),
+        "redo": json.loads(update.redo),
+        "undo": json.loads(update.undo),
+    }
+
+
+async def _history(store: DataService, args: argparse.Namespace) -> int:
+    key = _key(args)
+    history = await store.history(key)
+    deltas = history.deltas[-args.last :] if args.last is not None else history.deltas
+    if args.json:
+        print_json(
+            {
+                "space": key.space,
+                "key": key.key,
+                "seq": history.head,
+                "compacted_through": history.compacted_through,
+                "compacted_exact": history.compacted_exact,
+                "retained": len(history.deltas),
+                "deltas": [delta_json(update) for update in deltas],
+            }
+        )
+        return EXIT_OK
+    title = f"{key} at seq {history.head}: {len(history.deltas)} deltas retained"
+    if history.compacted_through:
+        title += f", compacted through seq {history.compacted_through}"
+    if len(deltas) < len(history.deltas):
+        title += f" (the {len(deltas)} newest shown)"
+    table = Table(title=Text(title))
+    table.add_column("seq", justify="right", no_wrap=True)
+    for column in ("who", "request", "kind"):
+        table.add_column(column, overflow="fold")
+    table.add_column("redo B", justify="right")
+    table.add_column("undo B", justify="right")
+    table.add_column("redo", overflow="fold")
+    table.add_column("undo", overflow="fold")
+    for update in deltas:
+        table.add_row(
+            _seq_range(update),
+            Text(update.who),
+            Text(update.request),
+            Text(update.kind),
+            str(len(update.redo.encode())),
+            str(len(update.undo.encode())),
+            Text(update.redo),
+            Text(update.undo),
+        )
+    Console(highlight=False).print(table)
+    return EXIT_OK
 
 
 async def _list(store: DataService, args: argparse.Namespace) -> int:

@@ -55,6 +55,8 @@ def dispatch(
         return _inventory(service)
     if isinstance(request, schema.Release):
         return _release(service, request)
+    if isinstance(request, schema.History):
+        return _history(service, request)
     if isinstance(request, schema.Locate):
         return schema.Located(partition=0, replicas=[address], leader=address)
     raise BraidError(UNSUPPORTED_MESSAGE, f"no handler for {type(request).__name__}")
@@ -94,6 +96,11 @@ async def _delete(service: DataService, request: schema.Delete) -> schema.Respon
 
 async def _inventory(service: DataService) -> schema.Response:
     return schema.InventoryList([_item(info) for info in await service.inventory()])
+
+
+async def _history(service: DataService, request: schema.History) -> schema.Response:
+    history = await service.history(request.key)
+    return schema.HistoryList(history.deltas, history.compacted_through, history.compacted_exact)
 
 
 async def _release(service: DataService, request: schema.Release) -> schema.Response:

@@ -13,7 +13,25 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
+import msgspec
+
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
+
+
+class DocumentHistory(msgspec.Struct, frozen=True, array_like=True):
+    """What `history` answers: a document's retained deltas, oldest first, exactly as
+    stored, and how far its history was compacted. A compaction folds the oldest deltas
+    into one (kind "compacted", undo `{}`) ending at `compacted_through` (0: never
+    compacted); `compacted_exact` is False when that fold could not be expressed as one
+    exact merge patch (then no patch from inside it can be computed)."""
+
+    deltas: list[Update]
+    compacted_through: int = 0
+    compacted_exact: bool = True
+
+    @property
+    def head(self) -> int:
+        return self.deltas[-1].seq_end
 
 
 class DataService(Protocol):
@@ -42,6 +60,10 @@ class DataService(Protocol):
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         """HEAD_PATCH: the patch from seq to head. REWIND: the patch from head back to seq."""
+
+    async def history(self, key: Key) -> DocumentHistory:
+        """The document's retained deltas, oldest first, as stored (DOCUMENT_NOT_FOUND
+        when absent)."""
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
         """Compact: keep `history` newest deltas, fold the older ones up to seq into one.

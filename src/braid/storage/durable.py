@@ -54,6 +54,7 @@ from braid.errors import (
 )
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 from braid.runtime.disk import RealDisk
+from braid.storage.api import DocumentHistory
 from braid.storage.applied import AppliedState
 from braid.storage.documents import Documents
 from braid.storage.logfiles import LogFiles, access_error
@@ -311,6 +312,10 @@ class DurableEngine:
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         return (await self._readable(key)).compute(method, seq)
+
+    async def history(self, key: Key) -> DocumentHistory:
+        log = await self._readable(key)
+        return DocumentHistory(list(log.deltas), log.compacted_through, log.compacted_exact)
 
     async def inventory(self) -> list[DocumentInfo]:
         self._check_readable()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from braid.core.document import DocumentLog, check_initialize, check_updates
 from braid.errors import DOCUMENT_NOT_FOUND, STORE_CLOSED, BraidError
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
+from braid.storage.api import DocumentHistory
 
 
 class MemoryEngine:
@@ -58,6 +59,10 @@ class MemoryEngine:
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         return self._document(key).compute(method, seq)
+
+    async def history(self, key: Key) -> DocumentHistory:
+        log = self._document(key)
+        return DocumentHistory(list(log.deltas), log.compacted_through, log.compacted_exact)
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
         log = self._document(key)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Sequence
 
 from braid.errors import INVALID_KEY, BraidError
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
-from braid.storage.api import DataService
+from braid.storage.api import DataService, DocumentHistory
 from braid.storage.durable import DurableEngine
 from braid.storage.memory import MemoryEngine
 
@@ -52,6 +52,9 @@ class Store:
 
     async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
         return await self._engine(key).compute(key, method, seq)
+
+    async def history(self, key: Key) -> DocumentHistory:
+        return await self._engine(key).history(key)
 
     async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
         return await self._engine(key).snapshot(key, seq, document, history)

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from braid import limits
 from braid.model import ComputeMethod, DocumentInfo, Key, Update
 
 PROTOCOL_VERSION = 1
@@ -154,8 +155,25 @@ class Status(_Message, tag=29, frozen=True):
     pass
 
 
+class History(_Message, tag=30, frozen=True):
+    """A document's retained deltas (history); answered HistoryList. A node older than this
+    message answers UNSUPPORTED_MESSAGE."""
+
+    key: Key
+
+
 Request = (
-    Initialize | Patch | Get | Compute | Snapshot | Delete | Inventory | Release | Locate | Status
+    Initialize
+    | Patch
+    | Get
+    | Compute
+    | Snapshot
+    | Delete
+    | Inventory
+    | Release
+    | Locate
+    | Status
+    | History
 )
 REQUEST_TYPES = (
     Initialize,
@@ -168,6 +186,7 @@ REQUEST_TYPES = (
     Release,
     Locate,
     Status,
+    History,
 )
 
 
@@ -247,8 +266,35 @@ class NodeStatus(_Message, tag=66, frozen=True):
     recovery_seconds: float
 
 
-Response = Done | Change | Count | InventoryList | Located | Failure | NodeStatus
-RESPONSE_TYPES = (Done, Change, Count, InventoryList, Located, Failure, NodeStatus)
+class HistoryList(_Message, tag=67, frozen=True):
+    """A document's retained deltas, oldest first, as stored, and how far its history was
+    compacted: the delta ending at `compacted_through` folds every older one (0: never
+    compacted); `compacted_exact` is False when that fold is not one exact merge patch.
+    A document's deltas are bounded by its size, so the list fits a response frame (see
+    the assertion below)."""
+
+    deltas: list[Update]
+    compacted_through: int
+    compacted_exact: bool
+
+
+# The largest HistoryList: a document's update_bytes count every character of its deltas'
+# texts (at most 4 UTF-8 bytes each) plus 64 per delta, so it holds at most
+# document_bytes_max / 64 deltas, each with its kind and numbers besides the texts.
+_HISTORY_DELTAS_MAX = limits.document_bytes_max // 64
+_DELTA_BESIDES_TEXTS_BYTES_MAX = (
+    limits.kind_bytes_max * limits.utf8_bytes_per_character_max + limits.update_envelope_bytes_max
+)
+assert (
+    limits.document_bytes_max * limits.utf8_bytes_per_character_max
+    + _HISTORY_DELTAS_MAX * _DELTA_BESIDES_TEXTS_BYTES_MAX
+    + limits.response_envelope_bytes_max
+    <= limits.frame_bytes_max
+)
+
+
+Response = Done | Change | Count | InventoryList | Located | Failure | NodeStatus | HistoryList
+RESPONSE_TYPES = (Done, Change, Count, InventoryList, Located, Failure, NodeStatus, HistoryList)
 
 
 # -- connection control (stream 0) -----------------------------------------------------------
