@@ -120,6 +120,16 @@ INVALID_SETTING = _entry(
     retryable=False,
     user=True,
 )
+IMPORT_FILE_INVALID = _entry(
+    1010,
+    "IMPORT_FILE_INVALID",
+    "A file given to `braid import` is not a braid export: no export header, a line that is "
+    "not JSON or lacks a field, a document whose deltas are out of order, or a file cut short "
+    "before its end line. The detail names the file and line; documents on earlier lines were "
+    "imported, and re-running the import after fixing the file imports the rest.",
+    retryable=False,
+    user=True,
+)
 
 # 2xxx — document state
 DOCUMENT_NOT_FOUND = _entry(
