@@ -167,6 +167,9 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "membership.py:_invalid",
     ),
     "DOCUMENT_NOT_FOUND": (
+        "core/partition.py:Partition._applied",
+        "core/partition.py:Partition.plan_snapshot",
+        "core/partition.py:_check_state",
         "storage/documents.py:Documents.patch",
         "storage/documents.py:Documents.readable",
         "storage/documents.py:Documents._replay",
@@ -180,7 +183,10 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
     ),
     "REWIND_PAST_COMPACTED": ("core/document.py:DocumentLog._rewind",),
     "SNAPSHOT_SEQ_INVALID": ("core/document.py:DocumentLog.plan_fold",),
-    "SNAPSHOT_MISMATCH": ("core/document.py:DocumentLog.plan_fold",),
+    "SNAPSHOT_MISMATCH": (
+        "core/document.py:DocumentLog.plan_fold",
+        "core/partition.py:_check_fold",
+    ),
     "HEAD_PATCH_PAST_COMPACTED": ("core/document.py:DocumentLog._head_patch",),
     "SEQ_BEYOND_HEAD": (
         "core/document.py:DocumentLog.compute",
@@ -232,6 +238,10 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "storage/applied.py:AppliedState.inventory",
     ),
     "STORE_READ_ONLY": ("storage/durable.py:DurableEngine._writable_wal",),
+    "WRITE_NOT_DURABLE": (
+        "core/partition.py:Partition._head",
+        "core/partition.py:Partition.catastrophic",
+    ),
     "PROTOCOL_ERROR": (
         "core/wire/connection.py:Connection._on_hello",
         "core/wire/connection.py:Connection._on_ready",
@@ -293,6 +303,13 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
     "LISTEN_FAILED": (
         "runtime/metrics.py:MetricsEndpoint.__init__",
         "runtime/server.py:listen_socket",
+    ),
+    "NOT_LEADER": (
+        "core/partition.py:Partition._check_writable",
+        "core/partition.py:Partition._head",
+        "core/partition.py:Partition.apply",
+        "core/partition.py:Partition.install",
+        "core/partition.py:Partition.lost_leadership",
     ),
     "INTERNAL": (
         "client.py:_Channel.submit",
