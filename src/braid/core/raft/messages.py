@@ -69,20 +69,26 @@ class AppendReply(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 
 class Heartbeat(msgspec.Struct, frozen=True, array_like=True, tag=True):
-    """I am the leader of `term`; commit through `commit` (never past what you hold)."""
+    """I am the leader of `term`; commit through `commit` (never past what you hold).
+    `quiesce`: the group is idle, every log matches mine through `commit`: go quiet (no
+    ticking, no per-group traffic; the hosts' own liveness stands in, see
+    `braid.core.multiraft.host`)."""
 
     term: int
     commit: int
     ctx: int = 0
+    quiesce: bool = False
 
 
 class HeartbeatReply(msgspec.Struct, frozen=True, array_like=True, tag=True):
     """`last_index`: where the follower's log ends (received, durable or not): an append
-    sent before the heartbeat and not in it was lost."""
+    sent before the heartbeat and not in it was lost. `quiet`: it went quiet, as a quiescing
+    heartbeat asked."""
 
     term: int
     ctx: int = 0
     last_index: int = 0
+    quiet: bool = False
 
 
 class Snapshot(msgspec.Struct, frozen=True, array_like=True, tag=True):

@@ -40,13 +40,21 @@ What it does (the Raft paper, with etcd's and the dissertation's additions):
   driver loads the state from peers, `Ready.snapshot`) and is fed entries again from there.
 
 - Membership changes one replica at a time (`change_voters`), effective when in the log.
+
+- Quiescence (with `quiesce_ticks`; `braid.core.multiraft.host` drives it): a leader idle
+  that long, with every follower's log matching its own and all of it durable and committed,
+  sends quiescing heartbeats; a follower whose log matches goes `quiet` and says so; once
+  every follower said so the leader goes quiet too. A quiet replica is not ticked and sends
+  nothing of its own: its host's liveness stands in for the group's heartbeats (`sync`
+  brings its clock, and a quiet follower's time since it heard from its leader, up to date
+  before it is asked anything; `wake` makes it ordinary again).
 """
 
 from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,6 +96,7 @@ class RaftConfig:
     lease_ticks: int = 8  # below election_ticks by the clock-drift bound
     inflight_max: int = 64  # appends in flight to one follower
     append_entries_max: int = 256  # entries in one append
+    quiesce_ticks: int = 0  # idle this long, a leader quiesces its group (0: never)
 
     def __post_init__(self) -> None:
         assert self.heartbeat_ticks >= 1
@@ -95,6 +104,7 @@ class RaftConfig:
         assert 0 < self.lease_ticks < self.election_ticks
         assert self.inflight_max >= 1
         assert self.append_entries_max >= 1
+        assert self.quiesce_ticks >= 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,7 @@ class Progress:
     sent_at_heartbeat: int = 0  # the last index sent to it when a heartbeat went out
 
     snapshot_sent: int = 0  # the index of a snapshot sent and not yet answered
+    quiet: bool = False  # it went quiet at the leader's request, and has not woken since
 
     def paused(self, inflight_max: int) -> bool:
         if self.snapshot_sent:
@@ -207,6 +218,8 @@ class RaftNode:
         self._outbox: list[tuple[NodeId, Message]] = []
         self._snapshot: tuple[int, int] | None = None  # installed, not yet handed over
         self._proposed = False  # entries proposed since the last ready(), not yet sent
+        self.quiet = False  # quiesced: not ticked, sends nothing of its own (module text)
+        self._idle_ticks = 0  # (leader) ticks for which the group has had nothing to do
         self._rescan_configs()
 
     # -- queries ----------------------------------------------------------------------------
@@ -361,12 +374,55 @@ class RaftNode:
         self.log.compact(min(index, self.log.applied))
         self._compacted()
 
+    # -- quiescence -------------------------------------------------------------------------
+
+    def sync(self, now: int, leader_silent: int, acks: dict[NodeId, int]) -> None:
+        """Bring a quiet replica up to date before it is asked anything: its clock to `now`;
+        a follower has not heard from its leader's host for `leader_silent` ticks (it counts
+        as not hearing from the leader); a leader's quiet followers answered their hosts'
+        messages sent at `acks` (their hosts' liveness stands in for heartbeats, so these
+        extend its lease)."""
+        self.ticks = now
+        if self.role is Role.LEADER:
+            for peer in self.peers:
+                progress = self._progress[peer]
+                if progress.quiet and peer in acks:
+                    progress.acked_ctx = max(progress.acked_ctx, acks[peer])
+        else:
+            self._election_elapsed = leader_silent
+
+    def wake(self, live: Collection[NodeId] = ()) -> None:
+        """Be an ordinary replica again (after `sync`): ticked, heartbeating or counting
+        toward an election. A leader heartbeats at its next tick, and counts the followers
+        whose hosts it hears (`live`) as active toward its next check-quorum."""
+        self.quiet = False
+        self._idle_ticks = 0
+        if self.role is Role.LEADER:
+            self._election_elapsed = 0
+            self._heartbeat_elapsed = self.config.heartbeat_ticks
+            for peer, progress in self._progress.items():
+                progress.quiet = False
+                progress.recent_active = peer in live
+
+    def _idle(self) -> bool:
+        """(Leader) nothing to do: every log matches ours, all of it durable and committed."""
+        log = self.log
+        last = log.last_index
+        if self._transfer_to is not None or self._proposed:
+            return False
+        if log.committed != last or log.persisted != last:
+            return False
+        for progress in self._progress.values():
+            if progress.match != last or progress.probing or progress.snapshot_sent:
+                return False
+        return True
+
     # -- terms ------------------------------------------------------------------------------
 
     def _step_newer_term(self, source: NodeId, message: Message) -> bool:
         """A message from a later term: follow it (False: ignore the message)."""
         if isinstance(message, Vote):
-            if not message.forced and self._in_lease():
+            if not message.forced and self._in_lease() and source != self.leader:
                 return False  # a live leader's follower does not help depose it
             if message.pre:
                 return True  # a pre-vote changes nobody's term
@@ -387,6 +443,10 @@ class RaftNode:
             self._send(source, VoteReply(self.term, False, pre=True))
 
     def _in_lease(self) -> bool:
+        """Refuse to help depose a leader: this replica leads (check-quorum steps it down
+        when it loses its majority), or heard from a live one within an election timeout."""
+        if self.role is Role.LEADER:
+            return True
         return self._sticky and self._election_elapsed < self.config.election_ticks
 
     def _random_timeout(self) -> int:
@@ -428,6 +488,7 @@ class RaftNode:
             self.vote = None
         self.role = Role.FOLLOWER
         self.leader = leader
+        self.quiet = False
         self._election_elapsed = 0
         self._timeout = self._random_timeout()
         self._votes = {}
@@ -438,6 +499,7 @@ class RaftNode:
 
     def _campaign(self, *, pre: bool, forced: bool = False) -> None:
         self._sticky = False
+        self.quiet = False
         self._election_elapsed = 0
         self._timeout = self._random_timeout()
         self.leader = None
@@ -473,6 +535,8 @@ class RaftNode:
     def _become_leader(self) -> None:
         self.role = Role.LEADER
         self.leader = self.id
+        self.quiet = False
+        self._idle_ticks = 0
         self._heartbeat_elapsed = 0
         self._election_elapsed = 0  # counts toward the next check-quorum
         last = self.log.last_index
@@ -513,6 +577,7 @@ class RaftNode:
 
     def _on_append(self, source: NodeId, message: Append) -> None:
         self._heard_from_leader(source)
+        self.quiet = False
         log = self.log
         if message.prev_index < log.committed:
             # Already committed here: say how far it matches durably (the entries after are
@@ -553,6 +618,7 @@ class RaftNode:
     def _on_snapshot(self, source: NodeId, message: Snapshot) -> None:
         """The leader no longer holds the entries this replica needs: take its position."""
         self._heard_from_leader(source)
+        self.quiet = False
         log = self.log
         if message.index <= log.committed:
             durable = min(log.committed, log.persisted)
@@ -573,12 +639,21 @@ class RaftNode:
 
     def _on_heartbeat(self, source: NodeId, message: Heartbeat) -> None:
         self._heard_from_leader(source)
-        self.log.commit_to(min(message.commit, self.log.last_index))
-        self._send(source, HeartbeatReply(self.term, message.ctx, self.log.last_index))
+        log = self.log
+        log.commit_to(min(message.commit, log.last_index))
+        # Quiet only with nothing left to do: the log matches the leader's through the
+        # commit (heartbeats carry a commit no higher than the match), all of it durable.
+        self.quiet = message.quiesce and message.commit == log.last_index == log.persisted
+        reply = HeartbeatReply(self.term, message.ctx, log.last_index, quiet=self.quiet)
+        self._send(source, reply)
 
     # -- the leader's side ------------------------------------------------------------------
 
     def _tick_leader(self) -> None:
+        quiesce_ticks = self.config.quiesce_ticks
+        if quiesce_ticks:
+            self._idle_ticks = self._idle_ticks + 1 if self._idle() else 0
+        quiesce = bool(quiesce_ticks) and self._idle_ticks >= quiesce_ticks
         self._heartbeat_elapsed += 1
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
             self._heartbeat_elapsed = 0
@@ -586,7 +661,7 @@ class RaftNode:
                 progress = self._progress[peer]
                 progress.sent_at_heartbeat = progress.next - 1
                 commit = min(progress.match, self.log.committed)
-                self._send(peer, Heartbeat(self.term, commit, ctx=self.ticks))
+                self._send(peer, Heartbeat(self.term, commit, self.ticks, quiesce))
         if self._transfer_to is not None:
             self._transfer_elapsed += 1
             if self._transfer_elapsed >= self.config.election_ticks:
@@ -617,6 +692,7 @@ class RaftNode:
             return
         progress = self._heard_from_follower(source, message.ctx)
         progress.snapshot_sent = 0  # answered (installed, or it says where its log stands)
+        progress.quiet = False
         if message.reject:
             # Only a reply to the probe (or to the oldest append in flight) moves next back.
             if message.index != progress.next - 1 and not progress.probing:
@@ -651,6 +727,9 @@ class RaftNode:
             return
         progress = self._heard_from_follower(source, message.ctx)
         progress.snapshot_sent = 0  # a snapshot may have been lost: offered again below
+        progress.quiet = message.quiet
+        if message.quiet and self._idle() and all(self._progress[p].quiet for p in self.peers):
+            self.quiet = True  # every follower is quiet: so is the group
         if progress.match < self.log.last_index:
             if not progress.probing and message.last_index < progress.sent_at_heartbeat:
                 # Appends sent before the heartbeat never reached the follower (its log ends
