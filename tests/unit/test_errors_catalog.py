@@ -151,7 +151,7 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
     "INVALID_SETTING": (
         "cli/common.py:JsonErrorParser.error",
         "cli/common.py:_client_tls",
-        "cli/doc.py:_handler.handle",
+        "cli/common.py:run_on_target",
         "cli/doc.py:_seqs",
         "cli/secret.py:handle",
         "cli/secret.py:load_secret",
@@ -160,6 +160,7 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "cli/serve.py:check_buffering",
         "cli/serve.py:handle",
         "cli/serve.py:tls_context",
+        "cli/transfer.py:_import",
         "client.py:StaticLocator.__init__",
         "client.py:check_secret",
         "client.py:connect",
@@ -176,7 +177,11 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "storage/documents.py:Documents.delete",
         "storage/memory.py:MemoryEngine._document",
     ),
-    "DOCUMENT_EXISTS": ("core/document.py:DocumentLog.refuse_initialize_existing",),
+    "DOCUMENT_EXISTS": (
+        "cli/transfer.py:_run_import.action",
+        "core/document.py:DocumentLog.refuse_initialize_existing",
+    ),
+    "IMPORT_FILE_INVALID": ("cli/transfer.py:ImportFile.invalid",),
     "HEAD_SEQ_OFF": (
         "bench/engine.py:SqliteGroupCommit.patch",
         "core/document.py:DocumentLog.check_patch",

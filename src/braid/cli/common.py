@@ -25,6 +25,7 @@ import braid
 from braid import errors
 from braid.client import Client, parse_address
 from braid.errors import BraidError
+from braid.storage.api import DataService
 from braid.storage.router import Store
 from braid.storage.scan import APPLIED_FILE
 
@@ -112,6 +113,42 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
     return value
+
+
+def target_options() -> argparse.ArgumentParser:
+    """The options that say where the documents are, as a parent parser: `--data DIR` (an
+    embedded store) or `--server HOST:PORT` (a node, with `--secret-file`, `--cluster`,
+    `--tls-ca`), and `--json`."""
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", metavar="DIR", help="the embedded store's directory")
+    where.add_argument("--server", metavar="HOST:PORT", help="a braid node (see braid serve)")
+    common.add_argument(
+        "--secret-file", type=Path, help="with --server: the cluster secret (or BRAID_SECRET)"
+    )
+    common.add_argument("--cluster", default="braid", help="with --server: the cluster id")
+    common.add_argument(
+        "--tls-ca", type=Path, help="with --server: connect with TLS, trusting this CA (PEM)"
+    )
+    add_json_flag(common)
+    return common
+
+
+def run_on_target(
+    args: argparse.Namespace,
+    action: Callable[[DataService], Awaitable[int]],
+    *,
+    create: bool,
+    read_only: bool,
+) -> int:
+    """Run `action` on the node at `args.server` or the embedded store in `args.data` (see
+    `target_options`); node-only options given with --data are bad usage."""
+    if args.server is not None:
+        return run_on_server(args.server, args.secret_file, args.cluster, action, args.tls_ca)
+    if args.secret_file is not None or args.tls_ca is not None:
+        option = "--secret-file" if args.secret_file is not None else "--tls-ca"
+        raise BraidError(errors.INVALID_SETTING, f"{option} goes with --server, not with --data")
+    return run_on_store(args.data, action, create=create, read_only=read_only)
 
 
 def run_on_store(

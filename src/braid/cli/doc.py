@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -24,12 +23,11 @@ from rich.text import Text
 
 from braid.cli.common import (
     EXIT_OK,
-    add_json_flag,
     positive_int,
     pretty_json,
     print_json,
-    run_on_server,
-    run_on_store,
+    run_on_target,
+    target_options,
 )
 from braid.core.document import check_initialize, check_updates
 from braid.errors import INVALID_SETTING, BraidError
@@ -52,18 +50,7 @@ def register(subparsers: Subparsers) -> None:
         "the node at --server HOST:PORT. Only `init` creates a missing embedded store.",
     )
     commands = doc.add_subparsers(dest="doc_command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
-    where = common.add_mutually_exclusive_group(required=True)
-    where.add_argument("--data", metavar="DIR", help="the embedded store's directory")
-    where.add_argument("--server", metavar="HOST:PORT", help="a braid node (see braid serve)")
-    common.add_argument(
-        "--secret-file", type=Path, help="with --server: the cluster secret (or BRAID_SECRET)"
-    )
-    common.add_argument("--cluster", default="braid", help="with --server: the cluster id")
-    common.add_argument(
-        "--tls-ca", type=Path, help="with --server: connect with TLS, trusting this CA (PEM)"
-    )
-    add_json_flag(common)
+    common = target_options()
     keyed = argparse.ArgumentParser(add_help=False, parents=[common])
     keyed.add_argument("space", metavar="SPACE", help="the document's space, e.g. 'chat'")
     keyed.add_argument("key", metavar="KEY", help="the document's key within the space")
@@ -97,12 +84,7 @@ def _handler(
         async def bound(service: DataService) -> int:
             return await action(service, args)
 
-        if args.server is not None:
-            return run_on_server(args.server, args.secret_file, args.cluster, bound, args.tls_ca)
-        if args.secret_file is not None or args.tls_ca is not None:
-            option = "--secret-file" if args.secret_file is not None else "--tls-ca"
-            raise BraidError(INVALID_SETTING, f"{option} goes with --server, not with --data")
-        return run_on_store(args.data, bound, create=create, read_only=read_only)
+        return run_on_target(args, bound, create=create, read_only=read_only)
 
     return handle
 

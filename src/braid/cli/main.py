@@ -25,6 +25,7 @@ from braid.cli import (
     secret,
     serve,
     sim,
+    transfer,
     verify,
     wal,
 )
@@ -56,6 +57,7 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     verify.register(subparsers)
     serve.register(subparsers)
     status_command.register(subparsers)
+    transfer.register(subparsers)
     secret.register(subparsers)
     demo.register(subparsers)
     bench.register(subparsers)
