@@ -12,8 +12,11 @@ import random
 import subprocess
 from pathlib import Path
 
+import pytest
+
 import braid
 from braid import errors
+from braid.cli import transfer
 from braid.errors import BraidError
 from braid.storage.router import Store
 from tests.support import cli
@@ -224,3 +227,55 @@ def test_a_file_that_is_not_an_export_is_refused_naming_its_line(tmp_path: Path)
     assert missing.returncode == 2
     assert "cannot read the import file" in missing.stderr
     assert not (tmp_path / "fresh").exists()
+
+
+async def export_in_process(directory: Path, output: Path) -> transfer.Figures:
+    async with braid.open(directory, read_only=True) as store:
+        with output.open("wb") as file:
+            header = transfer.Header(transfer.FORMAT, transfer.VERSION)
+            return await transfer.export_documents(store, file, header)
+
+
+def test_long_work_reports_progress_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off a terminal, export and import print a progress line (done of total) every
+    PROGRESS_SECONDS (here every document) on stderr, leaving stdout to the data."""
+    monkeypatch.setattr(transfer, "PROGRESS_SECONDS", 0.0)
+    store, exported = tmp_path / "store", tmp_path / "x.jsonl"
+    asyncio.run(build_store(store, 5))
+    asyncio.run(export_in_process(store, exported))
+    assert "exporting: 5 of 5 documents" in capsys.readouterr().err
+
+    async def load() -> None:
+        async with braid.open(tmp_path / "copy") as copy:
+            with exported.open("rb") as file:
+                size = exported.stat().st_size
+                await transfer.import_documents(copy, transfer.ImportFile("x", file, size))
+
+    asyncio.run(load())
+    assert f"importing: {exported.stat().st_size:,} of {exported.stat().st_size:,} bytes" in (
+        capsys.readouterr().err
+    )
+
+
+def test_an_inexact_compaction_is_imported_and_counted(tmp_path: Path) -> None:
+    """A fold that is not one exact merge patch (a member set to a number, then patched as
+    an object) cannot be rebuilt as such: the import writes it as an exact fold with the
+    same deltas and says so in its summary (inexact_compactions 1)."""
+    store, exported = tmp_path / "store", tmp_path / "x.jsonl"
+
+    async def write() -> bool:
+        async with braid.open(store) as opened:
+            key = braid.Key("chat", "inexact")
+            await opened.initialize(key, braid.Update(1, 1, redo='{"a":{"x":1}}'))
+            await opened.patch(key, [braid.Update(2, 2, redo='{"a":1}')])
+            await opened.patch(key, [braid.Update(3, 3, redo='{"a":{"b":1}}')])
+            await opened.patch(key, [braid.Update(4, 4, redo='{"c":1}')])
+            await opened.snapshot(key, 3, '{"a":{"b":1}}', 1)
+            return (await opened.history(key)).compacted_exact
+
+    assert asyncio.run(write()) is False
+    assert run_braid("export", "--data", str(store), "-o", str(exported)).returncode == 0
+    result = summary(run_braid("import", "--data", str(tmp_path / "copy"), str(exported), "--json"))
+    assert (result["created"], result["inexact_compactions"]) == (1, 1)
