@@ -113,11 +113,13 @@ class Completion(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Proposal:
-    """A checked write: the entry data to propose, and the write path's version it was
-    checked against (`track` refuses a proposal made stale by anything since)."""
+    """A checked write: the entry data to propose, its size as the check counted it, and
+    the write path's version it was checked against (`track` refuses a proposal made stale
+    by anything since, so the check still holds when it is tracked)."""
 
     op: Op
     data: bytes
+    size: int
     version: int
 
 
@@ -248,8 +250,8 @@ class Partition(Generic[T]):
         the document after this leader's pending writes. Changes nothing."""
         self._check_writable()
         _check_input(op)
-        _check_state(self._head(op.key), op)
-        return Proposal(op, encode_entry(op), self._version)
+        size = _check_state(self._head(op.key), op)
+        return Proposal(op, encode_entry(op), size, self._version)
 
     def plan_snapshot(self, key: Key, seq: int, document: str, history: int) -> FoldOp | None:
         """The fold a snapshot request makes (check it, then propose it), or None when it
@@ -275,7 +277,7 @@ class Partition(Generic[T]):
             projection = _Projection(None if applied is None else copy_log(applied))
             self._projections[op.key] = projection
         assert projection.stale is None
-        projection.log = _mutate(projection.log, op, _check_state(projection.log, op))
+        projection.log = _mutate(projection.log, op, proposal.size)
         projection.pending += 1
         self._pending[index] = _Pending(index, term, proposal, token)
         self._version += 1
