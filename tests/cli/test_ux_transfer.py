@@ -2,7 +2,7 @@
 (issue 10): a round trip over 10,000 documents answers every read byte for byte as the
 original did; importing again changes nothing; a selection exports only its documents; an
 interrupted import resumes; a file that is not an export, or is cut short, is refused naming
-its line. (Through nodes: tests/cluster/test_ux_transfer.py.)"""
+its line. (Through nodes: tests/cluster/test_ux_node_transfer.py.)"""
 
 from __future__ import annotations
 
