@@ -1,0 +1,679 @@
+"""Many Raft groups on a few hosts, in simulated time, from one seed: `braid.core.multiraft.host`
+driven as the real node will drive it, over a network and disks that fail, and checked.
+
+Each host ticks with its own drifting clock and holds a replica of every group. Its driver
+writes each HostReady to the host's one log (every group's entries in one write, durable
+after a random latency, in order), holds the Ready's envelopes until its hard states are
+durable, reports `persisted(number)`, and applies what is committed. Envelopes arrive after a
+random delay, or are lost, duplicated, reordered; the fault schedule partitions hosts, crashes
+them (each loses what its disk had not made durable, and restarts later as a new
+incarnation), cuts the power of all at once, and pauses them (a process stopped past its
+leases). Idle groups go quiet, so the checkers run over quiet and busy groups alike. A client
+proposes entries to random groups at their leaders, and after a leader's host crashes keeps
+retrying the groups it led, as an application's document actors would.
+
+Checked, per group (a failure names the checker, the group and the seed, which replays it):
+
+- election safety: at most one leader per term;
+- state-machine safety: every replica applies the same entries in index order, no gap;
+- lease safety: at no instant do two running hosts hold a valid lease for one group (quiet
+  leaders' leases included: they stand on the hosts' beats);
+- no acknowledged entry lost: an acknowledged entry is what every replica applies there;
+- liveness: once faults stop, every group has a leader and the client's entries commit.
+
+It measures each group's unavailability after its leader's host crashes (crash → first entry
+acknowledged in a later term), for quiet and busy groups alike, and the envelopes and group
+messages the hosts send.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from braid.core.multiraft.host import Host
+from braid.core.multiraft.messages import Envelope, GroupId, HostId
+from braid.core.raft.messages import Entry
+from braid.core.raft.node import HardState, NotLeader, RaftConfig, RaftNode, Role
+from braid.sim.raft_cluster import _VARIANTS, TICK_SECONDS, Broken, CheckFailed
+
+EVENTS_MAX = 2_000_000
+SIMULATED_TICKS = 300.0
+
+
+class BrokenHost(enum.Enum):
+    """Deliberately wrong hosts (tests only), beside the broken cores of `Broken`."""
+
+    IGNORE_SESSIONS = "ignore-sessions"  # a lapsed peer's echoes keep extending quiet leases
+    LEASE_FROM_ANY_BEAT = "lease-from-any-beat"  # quiet leases count echoes of unquiet peers
+
+
+class _IgnoreSessions(Host):
+    def _wake_shared(self, peer_id: HostId) -> None:
+        return
+
+
+class _LeaseFromAnyBeat(Host):
+    def lease_valid(self, group: GroupId) -> bool:
+        node = self.groups[group]
+        if node.role is not Role.LEADER:
+            return False
+        acks = sorted((peer.acked for peer in self._peers.values()), reverse=True)
+        acks.insert(0, self.ticks)
+        return self.ticks < acks[node.quorum - 1] + self.config.lease_ticks and (
+            node.log.term_at(node.log.committed) == node.term
+        )
+
+
+_HOSTS: dict[BrokenHost | None, type[Host]] = {
+    None: Host,
+    BrokenHost.IGNORE_SESSIONS: _IgnoreSessions,
+    BrokenHost.LEASE_FROM_ANY_BEAT: _LeaseFromAnyBeat,
+}
+
+
+@dataclass
+class HostFaults:
+    loss: float
+    duplicate: float
+    delay_max: float  # ticks
+    disk_latency_max: float  # ticks
+    drift_max: float
+    partitions: bool
+    crashes: bool
+    pauses: bool
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> HostFaults:
+        return cls(
+            loss=rng.choice([0.0, 0.01, 0.05, 0.2]),
+            duplicate=rng.choice([0.0, 0.01, 0.05]),
+            delay_max=rng.choice([0.2, 1.0, 3.0]),
+            disk_latency_max=rng.choice([0.1, 0.5, 2.0]),
+            drift_max=rng.choice([0.0, 0.02, 0.05]),
+            partitions=rng.random() < 0.6,
+            crashes=rng.random() < 0.7,
+            pauses=rng.random() < 0.4,
+        )
+
+
+@dataclass
+class _Disk:
+    """A host's durable state: per group its hard state and log, and what it applied."""
+
+    hard: dict[GroupId, HardState] = field(default_factory=dict)
+    logs: dict[GroupId, list[Entry]] = field(default_factory=dict)
+    applied: dict[GroupId, list[Entry]] = field(default_factory=dict)
+
+
+@dataclass
+class _Machine:
+    id: HostId
+    host: Host
+    period: float
+    disk: _Disk = field(default_factory=_Disk)
+    incarnation: int = 0
+    running: bool = True
+    paused_until: float = 0.0
+    next_tick: float = 0.0
+    last_write: float = 0.0
+    pending_hard: int = 0  # Readies with hard states not yet durable
+    held: list[tuple[HostId, Envelope]] = field(default_factory=list)
+
+
+@dataclass
+class HostRunResult:
+    seed: int
+    failure: str | None
+    checker: str | None
+    trace: list[str]
+    figures: Counter[str]
+    failovers: list[float]  # ticks, crash → first acknowledged entry of a later term
+    quiet_failovers: list[float]  # those of groups that were quiet when the host crashed
+
+
+class _Simulation:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        groups: int,
+        hosts: int = 3,
+        broken: Broken | None = None,
+        broken_host: BrokenHost | None = None,
+        tracing: bool = False,
+        failover_only: bool = False,
+    ) -> None:
+        self.seed = seed
+        self.rng = rng = random.Random(seed)
+        self.tracing = tracing
+        self.trace: list[str] = []
+        self.figures: Counter[str] = Counter()
+        self.faults = HostFaults.draw(rng)
+        if failover_only:
+            self.faults = HostFaults(0.0, 0.0, 0.25, 0.25, 0.05, False, True, False)
+        self.failover_only = failover_only
+        self.config = RaftConfig(
+            election_ticks=10, heartbeat_ticks=1, lease_ticks=8, quiesce_ticks=5
+        )
+        self.node_class: type[RaftNode] = _VARIANTS[broken]
+        self.host_class = _HOSTS[broken_host]
+        self.group_ids = list(range(1, groups + 1))
+        self.host_ids = list(range(1, hosts + 1))
+        self.now = 0.0
+        self.events: list[tuple[float, int, Callable[[], None]]] = []
+        self.sequence = 0
+        self.cut: set[frozenset[HostId]] = set()
+        self.machines: dict[HostId, _Machine] = {}
+        for host_id in self.host_ids:
+            drift = rng.uniform(-self.faults.drift_max, self.faults.drift_max)
+            disk = _Disk()
+            machine = _Machine(host_id, self._new_host(host_id, 0, disk), 1.0 + drift, disk)
+            self.machines[host_id] = machine
+            self._schedule_tick(machine, rng.uniform(0, 1))
+        self.leaders: dict[tuple[GroupId, int], HostId] = {}
+        self.committed: dict[GroupId, dict[int, Entry]] = {g: {} for g in self.group_ids}
+        self.acknowledged: dict[GroupId, dict[int, Entry]] = {g: {} for g in self.group_ids}
+        self.proposed = 0
+        self.failovers: list[float] = []
+        self.quiet_failovers: list[float] = []
+        # group → (since, the crashed leader's term, quiet then)
+        self._outages: dict[GroupId, tuple[float, int, bool]] = {}
+        self._retrying: set[GroupId] = set()  # an outage's retried write is in flight
+
+    def _new_host(self, host_id: HostId, incarnation: int, disk: _Disk) -> Host:
+        host = self.host_class(
+            host_id,
+            self.config,
+            random.Random(self.rng.getrandbits(64)),
+            incarnation=incarnation,
+            node_factory=self.node_class,
+        )
+        for group in self.group_ids:
+            log = disk.logs.setdefault(group, [])
+            applied = disk.applied.setdefault(group, [])
+            host.add_group(
+                group,
+                self.host_ids,
+                hard_state=disk.hard.get(group, HardState()),
+                entries=list(log),
+                applied=min(len(applied), len(log)),
+            )
+        return host
+
+    def note(self, text: Callable[[], str]) -> None:
+        if self.tracing:
+            self.trace.append(f"{self.now:9.3f} {text()}")
+
+    def at(self, when: float, action: Callable[[], None]) -> None:
+        self.sequence += 1
+        heapq.heappush(self.events, (when, self.sequence, action))
+
+    def run(self, faulty_until: float, quiet_until: float) -> None:
+        self._schedule_faults(faulty_until)
+        self._schedule_client(quiet_until)
+        handled = 0
+        while self.events:
+            when, _, action = heapq.heappop(self.events)
+            if when > quiet_until:
+                break
+            handled += 1
+            if handled > EVENTS_MAX:
+                raise CheckFailed("liveness", f"over {EVENTS_MAX} events by {when:.1f}: a storm")
+            self.now = when
+            action()
+            self._check_leases()
+        self._check_liveness()
+
+    # -- hosts ------------------------------------------------------------------------------
+
+    def _schedule_tick(self, machine: _Machine, delay: float) -> None:
+        incarnation = machine.incarnation
+        machine.next_tick = self.now + delay
+
+        def tick() -> None:
+            if machine.incarnation != incarnation or not machine.running:
+                return
+            if self.now < machine.paused_until:
+                self.at(machine.paused_until, tick)
+                return
+            ticks = 1
+            while machine.next_tick + machine.period <= self.now:  # resumed: catch up
+                machine.next_tick += machine.period
+                ticks += 1
+            for _ in range(ticks):
+                machine.host.tick()
+            self._process(machine)
+            self._schedule_tick(machine, machine.period)
+
+        self.at(self.now + delay, tick)
+
+    def _process(self, machine: _Machine) -> None:
+        host = machine.host
+        ready = host.ready()
+        for group, leads in ready.leadership:
+            if leads:
+                node = host.groups[group]
+                other = self.leaders.setdefault((group, node.term), machine.id)
+                if other != machine.id:
+                    raise CheckFailed(
+                        "election safety",
+                        f"group {group}: hosts {other} and {machine.id} lead term {node.term}",
+                    )
+                self.note(lambda g=group, t=node.term: f"h{machine.id} leads g{g} in term {t}")  # type: ignore[misc]
+        for group, entry in ready.committed:
+            self._apply(machine, group, entry)
+        messages = ready.messages
+        if ready.hard_states or ready.entries:
+            self._write(machine, ready.number, ready.hard_states, ready.entries)
+            if ready.hard_states:
+                machine.pending_hard += 1
+        if machine.pending_hard and messages:
+            machine.held.extend(messages)
+            messages = []
+        for target, envelope in messages:
+            self._send(machine.id, target, envelope)
+
+    def _write(
+        self,
+        machine: _Machine,
+        number: int,
+        hard_states: list[tuple[GroupId, HardState]],
+        entries: list[tuple[GroupId, Entry]],
+    ) -> None:
+        incarnation = machine.incarnation
+        latency = self.rng.uniform(0.0, self.faults.disk_latency_max)
+
+        def durable() -> None:
+            if machine.incarnation != incarnation:
+                return  # it crashed first: this write never made it
+            disk = machine.disk
+            for group, state in hard_states:
+                disk.hard[group] = state
+            for group, entry in entries:
+                log = disk.logs[group]
+                del log[entry.index - 1 :]
+                log.append(entry)
+            if hard_states:
+                machine.pending_hard -= 1
+                if not machine.pending_hard:
+                    held, machine.held = machine.held, []
+                    for target, envelope in held:
+                        self._send(machine.id, target, envelope)
+            if entries and machine.running:
+                machine.host.persisted(number)
+                self._process(machine)
+
+        when = max(self.now + latency, machine.last_write)
+        machine.last_write = when
+        self.at(when, durable)
+
+    def _send(self, source: HostId, target: HostId, envelope: Envelope) -> None:
+        faults = self.faults
+        self.figures["envelopes"] += 1
+        self.figures["group messages"] += len(envelope.items)
+        if frozenset((source, target)) in self.cut or self.rng.random() < faults.loss:
+            self.figures["envelopes lost"] += 1
+            return
+        copies = 2 if self.rng.random() < faults.duplicate else 1
+        for _ in range(copies):
+            delay = self.rng.uniform(0.01, faults.delay_max)
+            self.at(self.now + delay, lambda: self._deliver(source, target, envelope))
+
+    def _deliver(self, source: HostId, target: HostId, envelope: Envelope) -> None:
+        machine = self.machines[target]
+        if not machine.running or self.now < machine.paused_until:
+            return
+        if frozenset((source, target)) in self.cut:
+            return
+        machine.host.step(envelope)
+        self._process(machine)
+
+    def _apply(self, machine: _Machine, group: GroupId, entry: Entry) -> None:
+        applied = machine.disk.applied[group]
+        if entry.index != len(applied) + 1:
+            raise CheckFailed(
+                "state-machine safety",
+                f"group {group}: host {machine.id} applied {entry.index} after {len(applied)}",
+            )
+        known = self.committed[group].setdefault(entry.index, entry)
+        if known != entry:
+            raise CheckFailed(
+                "state-machine safety",
+                f"group {group}: host {machine.id} applied {entry}; another applied {known}",
+            )
+        acked = self.acknowledged[group].get(entry.index)
+        if acked is not None and acked != entry:
+            raise CheckFailed("acknowledged entry lost", f"group {group}: {acked} -> {entry}")
+        applied.append(entry)
+
+    # -- checkers ---------------------------------------------------------------------------
+
+    def _check_leases(self) -> None:
+        holders: dict[GroupId, HostId] = {}
+        for machine in self.machines.values():
+            if not machine.running or self.now < machine.paused_until:
+                continue
+            host = machine.host
+            behind = 0
+            tick_at = machine.next_tick
+            while tick_at + 1e-9 <= self.now:
+                tick_at += machine.period
+                behind += 1
+            # The lease as the host would judge it if asked now: its clock caught up.
+            host.ticks += behind
+            for node in host.groups.values():
+                node.ticks += behind
+            try:
+                for group, node in host.groups.items():
+                    if node.role is Role.LEADER and host.lease_valid(group):
+                        other = holders.setdefault(group, machine.id)
+                        if other != machine.id:
+                            raise CheckFailed(
+                                "lease safety",
+                                f"group {group}: hosts {other} and {machine.id} hold a lease",
+                            )
+            finally:
+                host.ticks -= behind
+                for node in host.groups.values():
+                    node.ticks -= behind
+
+    def _check_liveness(self) -> None:
+        for group in self.group_ids:
+            leaders = [
+                m.id
+                for m in self.machines.values()
+                if m.running and m.host.groups[group].role is Role.LEADER
+            ]
+            if not leaders:
+                raise CheckFailed("liveness", f"group {group} has no leader after the faults")
+            late = [i for i in self.acknowledged[group] if i not in self.committed[group]]
+            if late:
+                raise CheckFailed("liveness", f"group {group}: acknowledged {late[:5]} unapplied")
+        if self.figures["proposals after faults"] and not self.figures["commits after faults"]:
+            raise CheckFailed("liveness", "nothing proposed after the faults committed")
+
+    # -- faults and the client --------------------------------------------------------------
+
+    def _schedule_faults(self, until: float) -> None:
+        rng, faults = self.rng, self.faults
+        time_at = rng.uniform(20, 40)
+        kinds = [
+            kind
+            for kind, on in (
+                ("partition", faults.partitions),
+                ("crash", faults.crashes),
+                ("power", faults.crashes),
+                ("pause", faults.pauses),
+            )
+            if on
+        ]
+        while kinds and time_at < until:
+            kind = "crash" if self.failover_only else rng.choice(kinds)
+            end = min(time_at + rng.uniform(5, 60), until)
+            if kind == "partition":
+                self.at(time_at, self._partition)
+                self.at(end, self._heal)
+            elif kind == "power":
+                self.at(time_at, self._power_cut)
+            elif kind == "crash":
+                leader = self.failover_only or rng.random() < 0.7
+                self.at(time_at, lambda leader=leader: self._crash(self._victim(leader)))  # type: ignore[misc]
+            else:
+                victim = rng.choice(self.host_ids)
+                self.at(time_at, lambda v=victim, d=end - time_at: self._pause(v, d))  # type: ignore[misc]
+            time_at = end + rng.uniform(1, 20)
+        self.at(until, self._heal_all)
+
+    def _partition(self) -> None:
+        ids = list(self.host_ids)
+        self.rng.shuffle(ids)
+        side = set(ids[: self.rng.randint(1, len(ids) - 1)])
+        self.cut = {frozenset((a, b)) for a in side for b in ids if b not in side}
+        self.figures["partitions"] += 1
+        self.note(lambda: f"partition {sorted(side)} | {sorted(set(ids) - side)}")
+
+    def _heal(self) -> None:
+        self.cut = set()
+        self.note(lambda: "heal")
+
+    def _heal_all(self) -> None:
+        self.cut = set()
+        for host_id, machine in self.machines.items():
+            if not machine.running:
+                self._restart(host_id)
+        was = self.faults
+        self.faults = HostFaults(
+            0.0, 0.0, was.delay_max, was.disk_latency_max, was.drift_max, False, False, False
+        )
+        self.note(lambda: "faults stop")
+
+    def _victim(self, leader: bool) -> HostId:
+        if leader:
+            leading = Counter(
+                m.id
+                for m in self.machines.values()
+                if m.running
+                for node in m.host.groups.values()
+                if node.role is Role.LEADER
+            )
+            if leading:
+                return leading.most_common(1)[0][0]
+        return self.rng.choice(self.host_ids)
+
+    def _crash(self, host_id: HostId, *, majority_kept: bool = True) -> None:
+        machine = self.machines[host_id]
+        if not machine.running:
+            return
+        running = sum(m.running for m in self.machines.values())
+        if majority_kept and running <= len(self.machines) // 2 + 1:
+            return
+        if majority_kept:
+            for group, node in machine.host.groups.items():
+                if node.role is Role.LEADER and group not in self._outages:
+                    quiet = machine.host.is_quiet(group)
+                    self._outages[group] = (self.now, node.term, quiet)
+        self.at(self.now + self.rng.uniform(2, 40), lambda: self._restart(host_id))
+        machine.running = False
+        machine.incarnation += 1
+        machine.pending_hard = 0
+        machine.held = []
+        self.figures["crashes"] += 1
+        self.note(lambda: f"crash h{host_id}")
+
+    def _restart(self, host_id: HostId) -> None:
+        machine = self.machines[host_id]
+        if machine.running:
+            return
+        disk = machine.disk
+        for group in self.group_ids:
+            keep = min(len(disk.applied[group]), len(disk.logs[group]))
+            del disk.applied[group][keep:]
+        machine.host = self._new_host(host_id, machine.incarnation, disk)
+        machine.running = True
+        self._schedule_tick(machine, machine.period)
+        self.note(lambda: f"restart h{host_id} (incarnation {machine.incarnation})")
+
+    def _power_cut(self) -> None:
+        self._outages = {}
+        self.figures["power cuts"] += 1
+        self.note(lambda: "power cut")
+        for host_id in self.host_ids:
+            self._crash(host_id, majority_kept=False)
+
+    def _pause(self, host_id: HostId, duration: float) -> None:
+        self.machines[host_id].paused_until = self.now + duration
+        self.figures["pauses"] += 1
+        self.note(lambda: f"pause h{host_id} for {duration:.1f}")
+
+    def _schedule_client(self, until: float) -> None:
+        # A few groups are written often; the rest rarely (most groups idle, as in practice).
+        hot = self.group_ids[: max(1, len(self.group_ids) // 8)]
+
+        def retry_outages() -> None:
+            # The documents of a group whose leader's host crashed keep being written: the
+            # application retries at once wherever a leader is (a write per group in flight).
+            for group in sorted(self._outages):
+                if group not in self._retrying:
+                    self._propose(group, retry=True)
+            if self.now + 2 < until:
+                self.at(self.now + 0.25, retry_outages)
+
+        def propose() -> None:
+            if self.rng.random() < 0.7:
+                group = self.rng.choice(hot)
+            else:
+                group = self.rng.choice(self.group_ids)
+            self._propose(group)
+            if self.now + 2 < until:
+                self.at(self.now + self.rng.uniform(0.1, 1.0), propose)
+
+        self.at(self.rng.uniform(1, 5), propose)
+        self.at(1.0, retry_outages)
+
+    def _propose(self, group: GroupId, *, retry: bool = False) -> None:
+        for machine in self.machines.values():
+            if not machine.running or self.now < machine.paused_until:
+                continue
+            node = machine.host.groups[group]
+            if node.role is not Role.LEADER:
+                continue
+            self.proposed += 1
+            data = f"w{self.proposed}".encode()
+            try:
+                index = machine.host.propose(group, data)
+            except NotLeader:
+                return
+            if retry:
+                self._retrying.add(group)
+            self._watch(machine, group, Entry(node.term, index, data), retry)
+            self._process(machine)
+            return
+
+    def _watch(self, machine: _Machine, group: GroupId, entry: Entry, retry: bool) -> None:
+        incarnation = machine.incarnation
+        after_faults = self.faults.loss == 0 and not self.faults.partitions
+        if after_faults:
+            self.figures["proposals after faults"] += 1
+
+        def check() -> None:
+            applied = machine.disk.applied[group]
+            if machine.incarnation == incarnation and len(applied) >= entry.index:
+                if applied[entry.index - 1] != entry:
+                    return  # overwritten: never acknowledged
+                self._retrying.discard(group)
+                self.acknowledged[group][entry.index] = entry
+                self.figures["acknowledged"] += 1
+                if after_faults:
+                    self.figures["commits after faults"] += 1
+                outage = self._outages.get(group)
+                if outage is not None and entry.term > outage[1]:
+                    del self._outages[group]
+                    self.failovers.append(self.now - outage[0])
+                    if outage[2]:
+                        self.quiet_failovers.append(self.now - outage[0])
+                return
+            node = machine.host.groups[group]
+            if machine.running and node.role is Role.LEADER and node.term == entry.term:
+                self.at(self.now + 0.25, check)
+            elif retry:
+                self._retrying.discard(group)  # its leader is gone: retried elsewhere
+
+        self.at(self.now + 0.25, check)
+
+
+def run_seed(
+    seed: int,
+    *,
+    groups: int = 16,
+    broken: Broken | None = None,
+    broken_host: BrokenHost | None = None,
+    trace: bool = False,
+    ticks: float = SIMULATED_TICKS,
+    failover_only: bool = False,
+) -> HostRunResult:
+    simulation = _Simulation(
+        seed,
+        groups=groups,
+        broken=broken,
+        broken_host=broken_host,
+        tracing=trace,
+        failover_only=failover_only,
+    )
+    failure = checker = None
+    try:
+        simulation.run(faulty_until=ticks * 2 / 3, quiet_until=ticks)
+    except CheckFailed as error:
+        failure, checker = str(error), error.checker
+    return HostRunResult(
+        seed,
+        failure,
+        checker,
+        simulation.trace,
+        simulation.figures,
+        simulation.failovers,
+        simulation.quiet_failovers,
+    )
+
+
+@dataclass
+class HostSweep:
+    seeds: int = 0
+    figures: Counter[str] = field(default_factory=Counter)
+    failovers: list[float] = field(default_factory=list)
+    quiet_failovers: list[float] = field(default_factory=list)
+    failed: HostRunResult | None = None
+    wall_seconds: float = 0.0
+
+    def add(self, result: HostRunResult) -> None:
+        self.seeds += 1
+        self.figures.update(result.figures)
+        self.failovers += result.failovers
+        self.quiet_failovers += result.quiet_failovers
+        if result.failure is not None and self.failed is None:
+            self.failed = result
+
+    def failover_lines(self) -> list[str]:
+        lines = []
+        for name, sample in (("every group", self.failovers), ("quiet", self.quiet_failovers)):
+            if sample:
+                ms = sorted(ticks * TICK_SECONDS * 1000 for ticks in sample)
+                lines.append(
+                    f"failover after a leader's host crashed, {name} ({len(ms)}): median "
+                    f"{ms[len(ms) // 2]:.0f} ms, p90 {ms[len(ms) * 9 // 10]:.0f} ms, "
+                    f"worst {ms[-1]:.0f} ms"
+                )
+        return lines
+
+
+def sweep(
+    seeds: range,
+    *,
+    groups: int = 16,
+    broken: Broken | None = None,
+    broken_host: BrokenHost | None = None,
+    failover_only: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> HostSweep:
+    summary = HostSweep()
+    started = time.perf_counter()
+    for seed in seeds:
+        result = run_seed(
+            seed,
+            groups=groups,
+            broken=broken,
+            broken_host=broken_host,
+            failover_only=failover_only,
+        )
+        summary.add(result)
+        if progress is not None:
+            progress(seed)
+        if summary.failed is not None:
+            break
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
