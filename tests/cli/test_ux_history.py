@@ -1,7 +1,7 @@
 """`braid doc history` on an embedded store, through the real `braid` command (issue 10):
 every retained delta with its seqs, who, request, kind, sizes, redo and undo, as a table
 and as JSON; compaction shown; reading creates and changes nothing. (Through a node:
-tests/cluster/test_ux_transfer.py.)"""
+tests/cluster/test_ux_node_history.py.)"""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_history_json_lists_every_delta_with_its_fields_and_sizes(tmp_path: Path
     assert (first["seq_begin"], first["seq_end"], first["who"], first["request"]) == (
         1, 1, "alice", "req-1",
     )  # fmt: skip
-    assert (first["redo"], first["undo"], first["redo_bytes"]) == ({"title": "hi"}, {}, 14)
+    assert (first["redo"], first["undo"], first["redo_bytes"]) == ({"title": "hi"}, {"title": None}, 14)
     assert (second["who"], second["redo"], second["undo"]) == ("bob", {"n": {"x": 1}}, {"n": None})
     assert (third["seq_begin"], third["seq_end"], third["redo"]) == (3, 5, {"title": "hé"})
     assert third["redo_bytes"] == len('{"title":"hé"}'.encode()) == 15

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import braid
 from braid import errors
 from tests.cluster.helpers import SECRET, Servers
@@ -42,3 +44,27 @@ async def test_history_through_a_node_matches_what_was_written(servers: Servers)
     )
     assert missing.returncode == 1
     assert missing.stderr.startswith(f"error {errors.DOCUMENT_NOT_FOUND.code} DOCUMENT_NOT_FOUND")
+
+
+async def test_braid_server_stands_in_for_server(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With BRAID_SERVER set (and no BRAID_DATA), `doc` commands and `status` reach that
+    node without --server; `--seq next` and a computed undo work through it too."""
+    server = await servers.start("node")
+    monkeypatch.delenv("BRAID_DATA", raising=False)
+    monkeypatch.setenv("BRAID_SERVER", server.address)
+    steps = [
+        ("doc", "init", "chat", "env", "--redo", '{"a":{"b":1}}'),
+        ("doc", "patch", "chat", "env", "--seq", "next", "--redo", '{"a":{"c":2}}'),
+    ]
+    for step in steps:
+        result = cli.run_braid(*step, secret=SECRET)
+        assert result.returncode == 0, result.stderr
+    shown = cli.run_braid("doc", "history", "chat", "env", "--json", secret=SECRET)
+    assert shown.returncode == 0, shown.stderr
+    undos = [delta["undo"] for delta in json.loads(shown.stdout)["deltas"]]
+    assert undos == [{"a": None}, {"a": {"c": None}}]
+    status = cli.run_braid("status", "--json", secret=SECRET)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["address"] == server.address

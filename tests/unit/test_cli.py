@@ -170,12 +170,19 @@ def test_every_command_has_working_help(path: list[str], braid_cli: Run) -> None
     assert result.out.startswith("usage: braid")
 
 
-def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    """A missing required argument is argparse's usage error (status 2), not a traceback."""
+def test_bad_usage_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing required argument is a usage error (status 2), not a traceback: argparse's
+    own, or for a missing --data/--server (with neither BRAID_DATA nor BRAID_SERVER set)
+    INVALID_SETTING naming both options."""
+    monkeypatch.delenv("BRAID_DATA", raising=False)
+    monkeypatch.delenv("BRAID_SERVER", raising=False)
     with pytest.raises(SystemExit) as exit_info:
-        main(["doc", "get", "chat", "doc"])  # no --data
+        main(["doc", "get", "chat"])  # no key
     assert exit_info.value.code == 2
-    assert "--data" in capsys.readouterr().err
+    assert main(["doc", "get", "chat", "doc"]) == 2  # no --data
+    assert "--data DIR or --server HOST:PORT" in capsys.readouterr().err
 
 
 # -- doc ------------------------------------------------------------------------------------------

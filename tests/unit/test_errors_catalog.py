@@ -151,8 +151,10 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
     "INVALID_SETTING": (
         "cli/common.py:JsonErrorParser.error",
         "cli/common.py:_client_tls",
+        "cli/common.py:resolve_target",
         "cli/common.py:run_on_target",
         "cli/doc.py:_seqs",
+        "cli/doc.py:read_patches",
         "cli/secret.py:handle",
         "cli/secret.py:load_secret",
         "cli/serve.py:_run",
@@ -160,6 +162,7 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "cli/serve.py:check_buffering",
         "cli/serve.py:handle",
         "cli/serve.py:tls_context",
+        "cli/status.py:handle",
         "cli/transfer.py:_import",
         "client.py:StaticLocator.__init__",
         "client.py:check_secret",
@@ -167,6 +170,7 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "client.py:parse_address",
         "membership.py:_invalid",
     ),
+    "IMPORT_FILE_INVALID": ("cli/transfer.py:ImportFile.invalid",),
     "DOCUMENT_NOT_FOUND": (
         "core/partition.py:Partition._applied",
         "core/partition.py:Partition.plan_snapshot",
@@ -181,9 +185,9 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "cli/transfer.py:_run_import.action",
         "core/document.py:DocumentLog.refuse_initialize_existing",
     ),
-    "IMPORT_FILE_INVALID": ("cli/transfer.py:ImportFile.invalid",),
     "HEAD_SEQ_OFF": (
         "bench/engine.py:SqliteGroupCommit.patch",
+        "cli/doc.py:_patch",
         "core/document.py:DocumentLog.check_patch",
     ),
     "REWIND_PAST_COMPACTED": ("core/document.py:DocumentLog._rewind",),

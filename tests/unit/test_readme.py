@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,30 @@ def test_python_example_uses_the_public_names() -> None:
     assert names >= {"open", "Key", "Update", "HEAD_PATCH", "connect"}
     for name in names:
         assert hasattr(braid, name), name
+
+
+RUNNABLE = [block for block in code_blocks("python") if "asyncio.run(" in block]
+
+
+def test_a_python_example_runs_as_pasted(tmp_path: Path) -> None:
+    """The README's complete Python example (the one with `asyncio.run`) runs unchanged in a
+    fresh directory as its own script, and prints what its comments say it prints."""
+    assert RUNNABLE, "the README has no complete (asyncio.run) Python example"
+    for block in RUNNABLE:
+        script = tmp_path / "example.py"
+        script.write_text(block)
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        printed = [
+            line.split("# ", 1)[1].strip()
+            for line in block.splitlines()
+            if line.strip().startswith("print(") and "# " in line
+        ]
+        assert result.stdout.splitlines() == printed

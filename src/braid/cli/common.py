@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
@@ -120,9 +121,15 @@ def target_options() -> argparse.ArgumentParser:
     embedded store) or `--server HOST:PORT` (a node, with `--secret-file`, `--cluster`,
     `--tls-ca`), and `--json`."""
     common = argparse.ArgumentParser(add_help=False)
-    where = common.add_mutually_exclusive_group(required=True)
-    where.add_argument("--data", metavar="DIR", help="the embedded store's directory")
-    where.add_argument("--server", metavar="HOST:PORT", help="a braid node (see braid serve)")
+    where = common.add_mutually_exclusive_group()
+    where.add_argument(
+        "--data", metavar="DIR", help=f"the embedded store's directory (or {DATA_VARIABLE})"
+    )
+    where.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        help=f"a braid node, see braid serve (or {SERVER_VARIABLE})",
+    )
     common.add_argument(
         "--secret-file", type=Path, help="with --server: the cluster secret (or BRAID_SECRET)"
     )
@@ -134,6 +141,33 @@ def target_options() -> argparse.ArgumentParser:
     return common
 
 
+SERVER_VARIABLE = "BRAID_SERVER"
+DATA_VARIABLE = "BRAID_DATA"
+
+
+def resolve_target(args: argparse.Namespace) -> None:
+    """Fill in --server or --data from BRAID_SERVER or BRAID_DATA when neither option was
+    given (an option always wins over the environment); INVALID_SETTING when neither names
+    a target, or both variables do."""
+    if args.server is not None or args.data is not None:
+        return
+    server = os.environ.get(SERVER_VARIABLE) or None
+    data = os.environ.get(DATA_VARIABLE) or None
+    if server is not None and data is not None:
+        raise BraidError(
+            errors.INVALID_SETTING,
+            f"both {SERVER_VARIABLE} and {DATA_VARIABLE} are set; give --server or --data "
+            "to choose",
+        )
+    if server is None and data is None:
+        raise BraidError(
+            errors.INVALID_SETTING,
+            f"say where the documents are: --data DIR or --server HOST:PORT (or set "
+            f"{DATA_VARIABLE} or {SERVER_VARIABLE})",
+        )
+    args.server, args.data = server, data
+
+
 def run_on_target(
     args: argparse.Namespace,
     action: Callable[[DataService], Awaitable[int]],
@@ -142,7 +176,9 @@ def run_on_target(
     read_only: bool,
 ) -> int:
     """Run `action` on the node at `args.server` or the embedded store in `args.data` (see
-    `target_options`); node-only options given with --data are bad usage."""
+    `target_options`; the environment's when neither is given); node-only options given
+    with --data are bad usage."""
+    resolve_target(args)
     if args.server is not None:
         return run_on_server(args.server, args.secret_file, args.cluster, action, args.tls_ca)
     if args.secret_file is not None or args.tls_ca is not None:

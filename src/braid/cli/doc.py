@@ -8,13 +8,21 @@ directory; one holding other files is refused); the others refuse it with STORE_
 store is opened or the node contacted, so a bad one creates nothing. Keys beginning `mem_`
 live in the memory engine: in an embedded store they vanish when the command exits, and
 the commands say so (on a node they live as long as it runs).
+
+For scripts: without --data or --server, BRAID_DATA or BRAID_SERVER says where; `--redo`,
+`--undo` and snapshot's `--document` take `@FILE` (the file's text) or `-` (stdin);
+`patch --seq next` writes at the head + 1; and when `--undo` is left out, init and patch
+compute it from the current document (the exact inverse of the redo), so rewinding over
+the delta is exact.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -30,8 +38,19 @@ from braid.cli.common import (
     target_options,
 )
 from braid.core.document import check_initialize, check_updates
-from braid.errors import INVALID_SETTING, BraidError
-from braid.model import HEAD_PATCH, REWIND, DocumentChange, Key, Update, apply_patch, to_json
+from braid.errors import HEAD_SEQ_OFF, INVALID_SETTING, BraidError
+from braid.model import (
+    HEAD_PATCH,
+    REWIND,
+    DocumentChange,
+    JsonValue,
+    Key,
+    Update,
+    apply_patch,
+    diff,
+    parse_object,
+    to_json,
+)
 from braid.storage.api import DataService
 from braid.storage.router import MEMORY_PREFIX
 
@@ -95,13 +114,50 @@ def _check_key(args: argparse.Namespace) -> None:
 
 def _check_init(args: argparse.Namespace) -> None:
     _key(args)
-    check_initialize(_update(args, args.seq, args.seq))
+    read_patches(args, ("redo", "undo"))
+    check_initialize(_update(args, args.seq, args.seq, undo=args.undo or "{}"))
 
 
 def _check_patch(args: argparse.Namespace) -> None:
     _key(args)
-    begin, end = _seqs(args)
-    check_updates([_update(args, begin, end)])
+    read_patches(args, ("redo", "undo"))
+    begin, end = _seqs(args, head=0 if args.seq == NEXT else None)
+    check_updates([_update(args, begin, end, undo=args.undo or "{}")])
+
+
+def _check_snapshot(args: argparse.Namespace) -> None:
+    _key(args)
+    read_patches(args, ("document",))
+
+
+NEXT = "next"  # --seq next: the head + 1
+
+
+def seq_or_next(text: str) -> int | str:
+    """An argparse type: a seq of at least 1, or `next`."""
+    return NEXT if text == NEXT else positive_int(text)
+
+
+def read_patches(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """Replace each JSON option given as @FILE by the file's text and as - by stdin's (one
+    option at most may read stdin); INVALID_SETTING naming an unreadable file."""
+    from_stdin = [name for name in names if getattr(args, name) == "-"]
+    if len(from_stdin) > 1:
+        options = " and ".join(f"--{name}" for name in from_stdin)
+        raise BraidError(INVALID_SETTING, f"{options} both read stdin; give one as @FILE")
+    for name in names:
+        value = getattr(args, name)
+        if value == "-":
+            setattr(args, name, sys.stdin.read())
+        elif value is not None and value.startswith("@"):
+            path = Path(value[1:])
+            try:
+                setattr(args, name, path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or error
+                raise BraidError(
+                    INVALID_SETTING, f"cannot read --{name} from {path}: {reason}"
+                ) from None
 
 
 def non_negative_int(text: str) -> int:
@@ -113,9 +169,17 @@ def non_negative_int(text: str) -> int:
 
 
 def _add_update_fields(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redo", required=True, metavar="JSON", help="JSON merge patch to apply")
     parser.add_argument(
-        "--undo", default="{}", metavar="JSON", help="JSON merge patch that reverts it ({})"
+        "--redo",
+        required=True,
+        metavar="JSON",
+        help="JSON merge patch to apply; @FILE reads it from FILE, - from stdin",
+    )
+    parser.add_argument(
+        "--undo",
+        metavar="JSON",
+        help="JSON merge patch that reverts it (@FILE, - as --redo); left out, it is computed "
+        "from the current document, exactly",
     )
     parser.add_argument("--who", default="", help="who made the change (stored as given)")
     parser.add_argument("--request", default="", help="the request behind it (stored as given)")
@@ -147,7 +211,10 @@ def _register_commands(
     )
     seqs = patch.add_mutually_exclusive_group(required=True)
     seqs.add_argument(
-        "--seq", type=positive_int, metavar="N", help="the delta's seq (begin = end = N)"
+        "--seq",
+        type=seq_or_next,
+        metavar="N",
+        help="the delta's seq (begin = end = N); `next` is the head + 1",
     )
     seqs.add_argument(
         "--seq-begin", type=positive_int, metavar="N", help="first seq of a range delta"
@@ -193,7 +260,7 @@ def _register_commands(
         keyed,
         _snapshot,
         "compact: fold old deltas up to SEQ into one",
-        check=_check_key,
+        check=_check_snapshot,
     )
     snapshot.add_argument(
         "seq",
@@ -211,7 +278,8 @@ def _register_commands(
     snapshot.add_argument(
         "--document",
         metavar="JSON",
-        help="the document at SEQ as the writer holds it (default: computed from the store)",
+        help="the document at SEQ as the writer holds it (@FILE, - as --redo; default: "
+        "computed from the store)",
     )
     history = _add(
         commands,
@@ -234,23 +302,28 @@ def _key(args: argparse.Namespace) -> Key:
     return Key(args.space, args.key)
 
 
-def _update(args: argparse.Namespace, seq_begin: int, seq_end: int) -> Update:
+def _update(args: argparse.Namespace, seq_begin: int, seq_end: int, *, undo: str) -> Update:
     return Update(
         seq_begin=seq_begin,
         seq_end=seq_end,
         who=args.who,
         request=args.request,
         redo=args.redo,
-        undo=args.undo,
+        undo=undo,
     )
 
 
-def _seqs(args: argparse.Namespace) -> tuple[int, int]:
-    """A patch's seq_begin and seq_end, from --seq or --seq-begin [--seq-end]."""
+def _seqs(args: argparse.Namespace, head: int | None) -> tuple[int, int]:
+    """A patch's seq_begin and seq_end, from --seq (`next`: `head` + 1) or --seq-begin
+    [--seq-end]."""
     if args.seq is not None:
         if args.seq_end is not None:
             raise BraidError(INVALID_SETTING, "--seq-end goes with --seq-begin, not with --seq")
-        return args.seq, args.seq
+        if args.seq == NEXT:
+            assert head is not None
+            return head + 1, head + 1
+        seq: int = args.seq
+        return seq, seq
     begin: int = args.seq_begin
     return begin, begin if args.seq_end is None else args.seq_end
 
@@ -265,16 +338,40 @@ def _done(args: argparse.Namespace, key: Key, message: str, **fields: object) ->
     return EXIT_OK
 
 
+def computed_undo(before: JsonValue, redo: str) -> str:
+    """The undo of `redo` applied to the document `before`: the exact merge patch from the
+    document after it back to `before` (as `compute` is exact)."""
+    after = apply_patch(before, parse_object(redo, "redo"))
+    return to_json(diff(after, before))
+
+
 async def _init(store: DataService, args: argparse.Namespace) -> int:
     key = _key(args)
-    await store.initialize(key, _update(args, args.seq, args.seq))
+    undo = args.undo if args.undo is not None else computed_undo({}, args.redo)
+    await store.initialize(key, _update(args, args.seq, args.seq, undo=undo))
     return _done(args, key, f"initialized {key} at seq {args.seq}", seq=args.seq)
 
 
 async def _patch(store: DataService, args: argparse.Namespace) -> int:
+    """Append one delta. `--seq next` and a left-out --undo read the document first; a
+    write landing in between makes the patch fail with HEAD_SEQ_OFF, never apply an undo
+    computed from another document."""
     key = _key(args)
-    begin, end = _seqs(args)
-    await store.patch(key, [_update(args, begin, end)])
+    head: DocumentChange | None = None
+    if args.seq == NEXT or args.undo is None:
+        head = await store.get(key)
+    begin, end = _seqs(args, None if head is None else head.seq)
+    undo = args.undo
+    if undo is None:
+        assert head is not None
+        if head.seq != begin - 1:
+            raise BraidError(
+                HEAD_SEQ_OFF,
+                f"patch starts at seq {begin}, but the head is {head.seq} (the undo is "
+                "computed from the head document)",
+            )
+        undo = computed_undo(json.loads(head.document), args.redo)
+    await store.patch(key, [_update(args, begin, end, undo=undo)])
     shown = str(begin) if begin == end else f"{begin}..{end}"
     return _done(args, key, f"patched {key} at seq {shown}", seq_begin=begin, seq_end=end)
 

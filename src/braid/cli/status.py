@@ -13,12 +13,14 @@ with its catalogued code (exit 1), as `doc get --server` does.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from braid.cli.common import add_json_flag, print_json, run_on_server
+from braid.cli.common import SERVER_VARIABLE, add_json_flag, print_json, run_on_server
 from braid.client import Client
 from braid.core.wire import schema
+from braid.errors import INVALID_SETTING, BraidError
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
@@ -33,7 +35,9 @@ def register(subparsers: Subparsers) -> None:
         "connections, requests in flight, and what recovery did when it started.",
     )
     parser.add_argument(
-        "--server", metavar="HOST:PORT", required=True, help="a braid node (see braid serve)"
+        "--server",
+        metavar="HOST:PORT",
+        help=f"a braid node, see braid serve (default: {SERVER_VARIABLE})",
     )
     parser.add_argument("--secret-file", type=Path, help="the cluster secret (or BRAID_SECRET)")
     parser.add_argument("--cluster", default="braid", help="the cluster id")
@@ -43,6 +47,13 @@ def register(subparsers: Subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.server is None:
+        args.server = os.environ.get(SERVER_VARIABLE) or None
+    if args.server is None:
+        raise BraidError(
+            INVALID_SETTING, f"say which node: --server HOST:PORT (or set {SERVER_VARIABLE})"
+        )
+
     async def ask(client: Client) -> int:
         status = await client.status()
         if args.json:
