@@ -34,3 +34,15 @@ def test_one_seed_replays_with_its_trace() -> None:
     first, second = braid("sim", "--seed", "41", "--trace"), braid("sim", "--seed", "41", "--trace")
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout and "leads term" in first.stdout
+
+
+def test_the_host_simulator_runs_from_the_command_and_a_broken_host_fails() -> None:
+    """`braid sim --groups 8`: green on three seeds with failover lines for quiet groups;
+    with a host that extends quiet leases from any beat, exit 1 naming the lease checker and
+    the replay command."""
+    green = braid("sim", "--groups", "8", "--seeds", "3")
+    assert green.returncode == 0, green.stderr
+    assert "3 hosts x 8 groups" in green.stdout and "every checker green" in green.stdout
+    broken = braid("sim", "--groups", "8", "--seeds", "100", "--broken-host", "lease-from-any-beat")
+    assert broken.returncode == 1
+    assert "(lease safety)" in broken.stdout and "replay: braid sim --groups 8" in broken.stdout

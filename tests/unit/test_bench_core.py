@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from braid.bench.core import BATCHES, measure
+from braid.bench.core import BATCHES, measure, measure_hosts, measure_idle
+from braid.sim.raft_cluster import TICK_SECONDS
 
 
 def test_each_batch_commits_every_entry_and_batching_shares_messages() -> None:
@@ -39,3 +40,19 @@ def test_the_command_prints_and_writes_its_figures(tmp_path: Path) -> None:
     assert [row["batch"] for row in report["results"]] == list(BATCHES)
     assert all(row["cpu_us_per_committed_entry"] > 0 for row in report["results"])
     assert report["idle_messages_per_tick_per_group"] == 4.0
+    assert [row["batch"] for row in report["hosts"]] == list(BATCHES)
+    assert report["idle_hosts"]["quiet_replicas"] == 3 * 256
+
+
+def test_three_hosts_commit_every_entry_and_idle_partitions_send_no_group_message() -> None:
+    """Through three multi-Raft hosts, every proposed entry commits (measure_hosts asserts
+    it), batching shares envelopes, and 256 quiet partitions per host cost envelopes between
+    the hosts only: not one group message (the issue's idle target)."""
+    rows = [measure_hosts(batch, 640, partitions=64) for batch in BATCHES]
+    per_entry = [row["envelopes_per_committed_entry"] for row in rows]
+    assert per_entry == sorted(per_entry, reverse=True) and per_entry[-1] < 1
+    idle = measure_idle(ticks=100)
+    assert idle["quiet_replicas"] == 3 * 256
+    assert idle["group_messages_per_second"] == 0
+    # One beat each way per host pair at most every other tick: 3 per tick, 150 per second.
+    assert 0 < idle["envelopes_per_second"] <= 3 / TICK_SECONDS

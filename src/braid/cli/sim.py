@@ -51,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.groups is not None:
         return run_hosts(args, console, broken)
     if args.seed is not None:
-        result = raft_cluster.run_seed(
-            args.seed, broken, trace=args.trace, failover_only=args.failover
-        )
+        result = raft_cluster.run_seed(args.seed, broken, trace=True, failover_only=args.failover)
         lines = result.trace if args.trace else result.trace[-40:]
         if result.failure is not None or args.trace:
             console.print("\n".join(lines), markup=False, highlight=False)
@@ -103,7 +101,7 @@ def run_hosts(
             groups=groups,
             broken=broken,
             broken_host=broken_host,
-            trace=args.trace,
+            trace=True,  # a failure prints its trace's tail
             failover_only=failover,
         )
         if result.failure is not None or args.trace:
