@@ -297,8 +297,8 @@ class Partition(Generic[T]):
             return self._documents.get(key)
         if projection.stale is not None:
             detail = (
-                f"new writes to {key} wait until the {projection.pending} write(s) proposed "
-                f"for it before {projection.stale} have settled; this one was not run"
+                f"new writes to {key} wait until the {projection.pending} write(s) already "
+                f"proposed for it have settled ({projection.stale}); this one was not run"
             )
             if projection.catastrophic:
                 raise BraidError(WRITE_NOT_DURABLE, detail)
@@ -339,8 +339,12 @@ class Partition(Generic[T]):
         result, error = self._apply_op(op)
         if pending is not None:
             self._settle(pending, result, error, completions)
-        if pending is None or error is not None:
-            self._make_stale(op.key, f"index {index} changed it unforeseen", False)
+        if pending is None:
+            self._make_stale(
+                op.key, f"index {index} held a write this leader did not propose", False
+            )
+        elif error is not None:
+            self._make_stale(op.key, f"its write at index {index} failed its check", False)
         return completions
 
     def _apply_op(self, op: Op) -> tuple[int | None, BraidError | None]:
