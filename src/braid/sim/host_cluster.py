@@ -40,6 +40,7 @@ from braid.core.multiraft.host import Host
 from braid.core.multiraft.messages import Envelope, GroupId, HostId
 from braid.core.raft.messages import Entry
 from braid.core.raft.node import HardState, NotLeader, RaftConfig, RaftNode, Role
+from braid.sim.host_documents import DocumentClient, ReplicaDocuments, Write
 from braid.sim.raft_cluster import _VARIANTS, TICK_SECONDS, Broken, CheckFailed
 
 EVENTS_MAX = 2_000_000
@@ -51,6 +52,8 @@ class BrokenHost(enum.Enum):
 
     IGNORE_SESSIONS = "ignore-sessions"  # a lapsed peer's echoes keep extending quiet leases
     LEASE_FROM_ANY_BEAT = "lease-from-any-beat"  # quiet leases count echoes of unquiet peers
+    LOSSY_APPLY = "lossy-apply"  # host 2 applies every entry but the seventh's document write
+    READ_ANYWHERE = "read-anywhere"  # reads served by any replica, leader or not, no lease
 
 
 class _IgnoreSessions(Host):
@@ -74,6 +77,8 @@ _HOSTS: dict[BrokenHost | None, type[Host]] = {
     None: Host,
     BrokenHost.IGNORE_SESSIONS: _IgnoreSessions,
     BrokenHost.LEASE_FROM_ANY_BEAT: _LeaseFromAnyBeat,
+    BrokenHost.LOSSY_APPLY: Host,
+    BrokenHost.READ_ANYWHERE: Host,
 }
 
 
@@ -124,6 +129,7 @@ class _Machine:
     last_write: float = 0.0
     pending_hard: int = 0  # Readies with hard states not yet durable
     held: list[tuple[HostId, Envelope]] = field(default_factory=list)
+    documents: ReplicaDocuments = field(default_factory=ReplicaDocuments)
 
 
 @dataclass
@@ -163,6 +169,7 @@ class _Simulation:
         )
         self.node_class: type[RaftNode] = _VARIANTS[broken]
         self.host_class = _HOSTS[broken_host]
+        self.broken_host = broken_host
         self.group_ids = list(range(1, groups + 1))
         self.host_ids = list(range(1, hosts + 1))
         self.now = 0.0
@@ -174,12 +181,15 @@ class _Simulation:
             drift = rng.uniform(-self.faults.drift_max, self.faults.drift_max)
             disk = _Disk()
             machine = _Machine(host_id, self._new_host(host_id, 0, disk), 1.0 + drift, disk)
+            machine.documents = ReplicaDocuments.replayed(self.group_ids, disk.applied)
             self.machines[host_id] = machine
             self._schedule_tick(machine, rng.uniform(0, 1))
+        self.client = DocumentClient(
+            self.group_ids, {m.id: m.documents for m in self.machines.values()}
+        )
         self.leaders: dict[tuple[GroupId, int], HostId] = {}
         self.committed: dict[GroupId, dict[int, Entry]] = {g: {} for g in self.group_ids}
         self.acknowledged: dict[GroupId, dict[int, Entry]] = {g: {} for g in self.group_ids}
-        self.proposed = 0
         self.failovers: list[float] = []
         self.quiet_failovers: list[float] = []
         # group → (since, the crashed leader's term, quiet then)
@@ -266,8 +276,10 @@ class _Simulation:
                         f"group {group}: hosts {other} and {machine.id} lead term {node.term}",
                     )
                 self.note(lambda g=group, t=node.term: f"h{machine.id} leads g{g} in term {t}")  # type: ignore[misc]
+            self._told(self.client.completed(machine.documents.leadership(group, leads)))
         for group, entry in ready.committed:
             self._apply(machine, group, entry)
+        machine.documents.open_writes(host)
         messages = ready.messages
         if ready.hard_states or ready.entries:
             self._write(machine, ready.number, ready.hard_states, ready.entries)
@@ -351,6 +363,12 @@ class _Simulation:
         if acked is not None and acked != entry:
             raise CheckFailed("acknowledged entry lost", f"group {group}: {acked} -> {entry}")
         applied.append(entry)
+        partition = machine.documents.partitions[group]
+        data = entry.data
+        if self.broken_host is BrokenHost.LOSSY_APPLY and machine.id == 2 and entry.index % 7 == 0:
+            data = b""  # applied as if it carried nothing
+        self._told(self.client.completed(partition.apply(entry.index, entry.term, data)))
+        self.client.applied(machine.id, group, partition)
 
     # -- checkers ---------------------------------------------------------------------------
 
@@ -397,6 +415,10 @@ class _Simulation:
                 raise CheckFailed("liveness", f"group {group}: acknowledged {late[:5]} unapplied")
         if self.figures["proposals after faults"] and not self.figures["commits after faults"]:
             raise CheckFailed("liveness", "nothing proposed after the faults committed")
+        for machine in self.machines.values():
+            if machine.running:
+                for group, partition in machine.documents.partitions.items():
+                    self.client.check_replica(machine.id, group, partition)
 
     # -- faults and the client --------------------------------------------------------------
 
@@ -479,6 +501,8 @@ class _Simulation:
                     quiet = machine.host.is_quiet(group)
                     self._outages[group] = (self.now, node.term, quiet)
         self.at(self.now + self.rng.uniform(2, 40), lambda: self._restart(host_id))
+        for write in self.client.abandon(host_id, machine.incarnation):
+            self._retrying.discard(write.group)
         machine.running = False
         machine.incarnation += 1
         machine.pending_hard = 0
@@ -495,6 +519,8 @@ class _Simulation:
             keep = min(len(disk.applied[group]), len(disk.logs[group]))
             del disk.applied[group][keep:]
         machine.host = self._new_host(host_id, machine.incarnation, disk)
+        machine.documents = ReplicaDocuments.replayed(self.group_ids, disk.applied)
+        self.client.partitions[host_id] = machine.documents
         machine.running = True
         self._schedule_tick(machine, machine.period)
         self.note(lambda: f"restart h{host_id} (incarnation {machine.incarnation})")
@@ -536,55 +562,62 @@ class _Simulation:
         self.at(self.rng.uniform(1, 5), propose)
         self.at(1.0, retry_outages)
 
-    def _propose(self, group: GroupId, *, retry: bool = False) -> None:
+    def _leader(self, group: GroupId) -> _Machine | None:
         for machine in self.machines.values():
-            if not machine.running or self.now < machine.paused_until:
-                continue
-            node = machine.host.groups[group]
-            if node.role is not Role.LEADER:
-                continue
-            self.proposed += 1
-            data = f"w{self.proposed}".encode()
-            try:
-                index = machine.host.propose(group, data)
-            except NotLeader:
-                return
+            if (
+                machine.running
+                and self.now >= machine.paused_until
+                and machine.host.groups[group].role is Role.LEADER
+            ):
+                return machine
+        return None
+
+    def _propose(self, group: GroupId, *, retry: bool = False) -> None:
+        """A client call on one of the group's documents at its leader: a write, or a read
+        under the leader's lease (always when the client must learn the head first)."""
+        machine = self._leader(group)
+        if machine is None:
+            return
+        host = machine.host
+        key = self.rng.choice(self.client.keys[group])
+        if self.broken_host is BrokenHost.READ_ANYWHERE and self.rng.random() < 0.5:
+            anyone = self.machines[self.rng.choice(self.host_ids)]
+            if anyone.running:
+                self.client.read(group, key, anyone.host)
+            return
+        if not machine.documents.partitions[group].writable:
+            return  # its term's first entry is not applied yet: it answers nothing
+        if self.client.known_head.get(key, 0) is None or self.rng.random() < 0.2:
+            if host.lease_valid(group):
+                self.client.read(group, key, host)
+                self.figures["reads"] += 1
+            return
+        try:
+            sent = self.client.write(group, key, host, machine.incarnation, self.now)
+        except NotLeader:
+            return
+        if sent:
+            if self.faults.loss == 0 and not self.faults.partitions:
+                self.figures["proposals after faults"] += 1
             if retry:
                 self._retrying.add(group)
-            self._watch(machine, group, Entry(node.term, index, data), retry)
             self._process(machine)
-            return
 
-    def _watch(self, machine: _Machine, group: GroupId, entry: Entry, retry: bool) -> None:
-        incarnation = machine.incarnation
-        after_faults = self.faults.loss == 0 and not self.faults.partitions
-        if after_faults:
-            self.figures["proposals after faults"] += 1
-
-        def check() -> None:
-            applied = machine.disk.applied[group]
-            if machine.incarnation == incarnation and len(applied) >= entry.index:
-                if applied[entry.index - 1] != entry:
-                    return  # overwritten: never acknowledged
-                self._retrying.discard(group)
-                self.acknowledged[group][entry.index] = entry
-                self.figures["acknowledged"] += 1
-                if after_faults:
-                    self.figures["commits after faults"] += 1
-                outage = self._outages.get(group)
-                if outage is not None and entry.term > outage[1]:
-                    del self._outages[group]
-                    self.failovers.append(self.now - outage[0])
-                    if outage[2]:
-                        self.quiet_failovers.append(self.now - outage[0])
-                return
-            node = machine.host.groups[group]
-            if machine.running and node.role is Role.LEADER and node.term == entry.term:
-                self.at(self.now + 0.25, check)
-            elif retry:
-                self._retrying.discard(group)  # its leader is gone: retried elsewhere
-
-        self.at(self.now + 0.25, check)
+    def _told(self, acknowledged: list[Write]) -> None:
+        """Writes acknowledged to the client: their entries are the acknowledged ones, and
+        a later term's first one ends its group's outage."""
+        for write in acknowledged:
+            self._retrying.discard(write.group)
+            self.acknowledged[write.group][write.index] = write.entry
+            self.figures["acknowledged"] += 1
+            if self.faults.loss == 0 and not self.faults.partitions:
+                self.figures["commits after faults"] += 1
+            outage = self._outages.get(write.group)
+            if outage is not None and write.term > outage[1]:
+                del self._outages[write.group]
+                self.failovers.append(self.now - outage[0])
+                if outage[2]:
+                    self.quiet_failovers.append(self.now - outage[0])
 
 
 def run_seed(
