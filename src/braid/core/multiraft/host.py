@@ -254,6 +254,15 @@ class Host:
             if node is None:
                 continue
             self._settle(group, node)
+            leads = node.role is Role.LEADER
+            if leads != (group in self._leading):
+                leadership.append((group, leads))
+                (self._leading.add if leads else self._leading.discard)(group)
+            if node.voters is not self._voters[group]:
+                self._voters[group] = node.voters
+                voters_changed = True
+            if not node.has_ready():
+                continue
             ready = node.ready()
             if ready.hard_state is not None:
                 hard_states.append((group, ready.hard_state))
@@ -266,13 +275,6 @@ class Host:
             for target, message in ready.messages:
                 outgoing.setdefault(target, []).append((group, message))
             committed.extend((group, entry) for entry in ready.committed)
-            leads = node.role is Role.LEADER
-            if leads != (group in self._leading):
-                leadership.append((group, leads))
-                (self._leading.add if leads else self._leading.discard)(group)
-            if node.voters is not self._voters[group]:
-                self._voters[group] = node.voters
-                voters_changed = True
         if voters_changed:
             self._refresh_peers()
         # The liveness beat: an (empty) envelope to each peer sent nothing for longer than

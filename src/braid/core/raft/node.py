@@ -26,6 +26,9 @@ What it does (the Raft paper, with etcd's and the dissertation's additions):
   entries.
 - Commit on a *durable* majority, and only of an entry of the leader's own term (Figure 8:
   earlier terms' entries commit with it); a new leader appends an empty entry to get there.
+  Followers learn a commit from the next append or heartbeat: nothing is sent for a commit
+  alone (that halves the messages of proposals made one at a time; a follower applies at
+  most a heartbeat later, and only the leader answers clients).
 - A lease for reads: `lease_valid()` while a majority (the leader counting itself) answered a
   message the leader sent less than `lease_ticks` ago, measured from the *send*. A follower
   refuses votes for `election_ticks` after hearing from the leader, so with `lease_ticks`
@@ -307,8 +310,7 @@ class RaftNode:
         if not self.log.persisted_to(index, term):
             return
         if self.role is Role.LEADER:
-            if self._maybe_commit():
-                self._broadcast_append(empty=True)
+            self._maybe_commit()
         else:
             self._flush_acks()
 
@@ -355,14 +357,28 @@ class RaftNode:
 
     # -- output -----------------------------------------------------------------------------
 
+    def has_ready(self) -> bool:
+        """Whether `ready()` would hand over anything (cheap: a host asks many replicas)."""
+        log = self.log
+        saved = self._saved
+        return bool(
+            self._proposed
+            or self._outbox
+            or self._snapshot is not None
+            or log.unstable_from <= log.last_index
+            or min(log.committed, log.persisted) > log.applied
+            or self.term != saved.term
+            or self.vote != saved.vote
+        )
+
     def ready(self) -> Ready:
         if self._proposed:
             self._proposed = False
             if self.role is Role.LEADER:
                 self._broadcast_append()
-        state = HardState(self.term, self.vote)
-        hard_state = None if state == self._saved else state
-        self._saved = state
+        hard_state = None
+        if self.term != self._saved.term or self.vote != self._saved.vote:
+            hard_state = self._saved = HardState(self.term, self.vote)
         messages, self._outbox = self._outbox, []
         snapshot, self._snapshot = self._snapshot, None
         entries = self.log.take_unstable()
@@ -715,10 +731,8 @@ class RaftNode:
         if progress.probing:
             progress.probing = False
             progress.probe_sent = False
-        if self._maybe_commit():
-            self._broadcast_append(empty=True)
-        else:
-            self._send_append(source)
+        self._maybe_commit()
+        self._send_append(source)
         if self._transfer_to == source and progress.match == self.log.last_index:
             self._send(source, TimeoutNow(self.term))
 
