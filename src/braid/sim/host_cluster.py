@@ -36,11 +36,20 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from braid.core.document import DocumentLog
 from braid.core.multiraft.host import Host
 from braid.core.multiraft.messages import Envelope, GroupId, HostId
+from braid.core.partition import copy_log, document_digest
 from braid.core.raft.messages import Entry
 from braid.core.raft.node import HardState, NotLeader, RaftConfig, RaftNode, Role
-from braid.sim.host_documents import DocumentClient, ReplicaDocuments, Write
+from braid.model import Key
+from braid.sim.host_documents import (
+    DocumentClient,
+    ReplicaDocuments,
+    Write,
+    decode_summary,
+    encode_summary,
+)
 from braid.sim.raft_cluster import _VARIANTS, TICK_SECONDS, Broken, CheckFailed
 
 EVENTS_MAX = 2_000_000
@@ -92,6 +101,7 @@ class HostFaults:
     partitions: bool
     crashes: bool
     pauses: bool
+    compact_after: int = 0  # a replica keeps this many applied entries in its log (0: all)
 
     @classmethod
     def draw(cls, rng: random.Random) -> HostFaults:
@@ -104,16 +114,25 @@ class HostFaults:
             partitions=rng.random() < 0.6,
             crashes=rng.random() < 0.7,
             pauses=rng.random() < 0.4,
+            compact_after=rng.choice([0, 4, 20]),
         )
 
 
 @dataclass
 class _Disk:
-    """A host's durable state: per group its hard state and log, and what it applied."""
+    """A host's durable state: per group its hard state, its log (the entries after the
+    offset: compacted, or a snapshot's position), and its applied state — the documents a
+    snapshot installed (`base`: index, term, documents) and the entries applied after."""
 
     hard: dict[GroupId, HardState] = field(default_factory=dict)
     logs: dict[GroupId, list[Entry]] = field(default_factory=dict)
+    offsets: dict[GroupId, tuple[int, int]] = field(default_factory=dict)
+    base: dict[GroupId, tuple[int, int, dict[Key, DocumentLog]]] = field(default_factory=dict)
     applied: dict[GroupId, list[Entry]] = field(default_factory=dict)
+
+    def applied_index(self, group: GroupId) -> int:
+        base = self.base.get(group)
+        return (base[0] if base else 0) + len(self.applied[group])
 
 
 @dataclass
@@ -181,7 +200,7 @@ class _Simulation:
             drift = rng.uniform(-self.faults.drift_max, self.faults.drift_max)
             disk = _Disk()
             machine = _Machine(host_id, self._new_host(host_id, 0, disk), 1.0 + drift, disk)
-            machine.documents = ReplicaDocuments.replayed(self.group_ids, disk.applied)
+            machine.documents = ReplicaDocuments.replayed(self.group_ids, disk.base, disk.applied)
             self.machines[host_id] = machine
             self._schedule_tick(machine, rng.uniform(0, 1))
         self.client = DocumentClient(
@@ -203,18 +222,28 @@ class _Simulation:
             random.Random(self.rng.getrandbits(64)),
             incarnation=incarnation,
             node_factory=self.node_class,
+            describe=lambda group: self._describe(host_id, group),
         )
         for group in self.group_ids:
             log = disk.logs.setdefault(group, [])
-            applied = disk.applied.setdefault(group, [])
+            disk.applied.setdefault(group, [])
+            offset, offset_term = disk.offsets.get(group, (0, 0))
             host.add_group(
                 group,
                 self.host_ids,
                 hard_state=disk.hard.get(group, HardState()),
                 entries=list(log),
-                applied=min(len(applied), len(log)),
+                offset=offset,
+                offset_term=offset_term,
+                applied=min(disk.applied_index(group), offset + len(log)),
             )
         return host
+
+    def _describe(self, host_id: HostId, group: GroupId) -> tuple[int, bytes]:
+        """What a snapshot of this host's replica carries: its applied index, and per
+        document the head seq and digest."""
+        partition = self.machines[host_id].documents.partitions[group]
+        return partition.applied_index, encode_summary(partition.summary())
 
     def note(self, text: Callable[[], str]) -> None:
         if self.tracing:
@@ -258,6 +287,7 @@ class _Simulation:
                 ticks += 1
             for _ in range(ticks):
                 machine.host.tick()
+            self._compact(machine)
             self._process(machine)
             self._schedule_tick(machine, machine.period)
 
@@ -277,6 +307,9 @@ class _Simulation:
                     )
                 self.note(lambda g=group, t=node.term: f"h{machine.id} leads g{g} in term {t}")  # type: ignore[misc]
             self._told(self.client.completed(machine.documents.leadership(group, leads)))
+        for group, position, state in ready.snapshots:
+            if not self._install(machine, group, position, state):
+                return  # no peer could give the state: the host was stopped (see _install)
         for group, entry in ready.committed:
             self._apply(machine, group, entry)
         machine.documents.open_writes(host)
@@ -308,8 +341,13 @@ class _Simulation:
             for group, state in hard_states:
                 disk.hard[group] = state
             for group, entry in entries:
+                offset = disk.offsets.get(group, (0, 0))[0]
+                if entry.index <= offset:
+                    continue  # superseded by a snapshot installed since
                 log = disk.logs[group]
-                del log[entry.index - 1 :]
+                if entry.index - offset - 1 > len(log):
+                    continue  # written before a snapshot moved the log on: never reported
+                del log[entry.index - offset - 1 :]
                 log.append(entry)
             if hard_states:
                 machine.pending_hard -= 1
@@ -348,10 +386,11 @@ class _Simulation:
 
     def _apply(self, machine: _Machine, group: GroupId, entry: Entry) -> None:
         applied = machine.disk.applied[group]
-        if entry.index != len(applied) + 1:
+        applied_index = machine.disk.applied_index(group)
+        if entry.index != applied_index + 1:
             raise CheckFailed(
                 "state-machine safety",
-                f"group {group}: host {machine.id} applied {entry.index} after {len(applied)}",
+                f"group {group}: host {machine.id} applied {entry.index} after {applied_index}",
             )
         known = self.committed[group].setdefault(entry.index, entry)
         if known != entry:
@@ -369,6 +408,73 @@ class _Simulation:
             data = b""  # applied as if it carried nothing
         self._told(self.client.completed(partition.apply(entry.index, entry.term, data)))
         self.client.applied(machine.id, group, partition)
+
+    def _install(
+        self, machine: _Machine, group: GroupId, position: tuple[int, int], state: bytes
+    ) -> bool:
+        """A snapshot reached this replica (it was sick): pull each document the summary
+        names from a peer, only through the head seq it names, checked by its digest, and
+        take that state. If no running peer holds a document that far (the leader moved on
+        and crashed meanwhile), the host stops and restarts from its durable state, where
+        it is offered a snapshot again. The install is durable at once here (like the
+        applied state's every change in this simulator): the applied state and the log's
+        new start, before the reply that says so goes out."""
+        index, term = position
+        wanted = decode_summary(state)
+        documents: dict[Key, DocumentLog] = {}
+        for key, (head, digest) in wanted.items():
+            pulled = self._pull(machine.id, group, key, head, digest)
+            if pulled is None:
+                self.figures["snapshot pulls failed"] += 1
+                self._crash(machine.id, majority_kept=False)
+                return False
+            documents[key] = pulled
+        partition = machine.documents.partitions[group]
+        self._told(self.client.completed(partition.install(index, term, documents)))
+        self.client.applied(machine.id, group, partition)
+        self.figures["snapshots installed"] += 1
+        self.figures["documents pulled"] += len(documents)
+        self.note(lambda: f"h{machine.id} g{group} installs {len(documents)} documents at {index}")
+        disk = machine.disk
+        disk.base[group] = (index, term, {key: copy_log(log) for key, log in documents.items()})
+        disk.applied[group] = []
+        disk.offsets[group] = (index, term)
+        disk.logs[group] = []
+        return True
+
+    def _pull(
+        self, host_id: HostId, group: GroupId, key: Key, head: int, digest: bytes
+    ) -> DocumentLog | None:
+        for peer in self.machines.values():
+            if peer.id == host_id or not peer.running:
+                continue
+            log = peer.documents.partitions[group].document(key)
+            if log is None or log.head < head:
+                continue
+            prefix = DocumentLog([delta for delta in log.deltas if delta.seq_end <= head])
+            if prefix.head == head and document_digest(prefix) == digest:
+                return prefix
+        return None
+
+    def _compact(self, machine: _Machine) -> None:
+        """Each replica drops log entries its applied state holds, keeping `compact_after`:
+        a follower that falls further behind is sent a snapshot."""
+        keep = self.faults.compact_after
+        if not keep:
+            return
+        disk = machine.disk
+        for group, node in machine.host.groups.items():
+            applied = min(node.log.applied, disk.applied_index(group))
+            if applied - node.log.offset <= 2 * keep:
+                continue
+            index = applied - keep
+            machine.host.compact(group, index)
+            offset = disk.offsets.get(group, (0, 0))[0]
+            log = disk.logs[group]
+            if offset < index <= offset + len(log):
+                disk.offsets[group] = (index, log[index - offset - 1].term)
+                disk.logs[group] = log[index - offset :]
+                self.figures["compactions"] += 1
 
     # -- checkers ---------------------------------------------------------------------------
 
@@ -471,8 +577,9 @@ class _Simulation:
                 self._restart(host_id)
         was = self.faults
         self.faults = HostFaults(
-            0.0, 0.0, was.delay_max, was.disk_latency_max, was.drift_max, False, False, False
-        )
+            0.0, 0.0, was.delay_max, was.disk_latency_max, was.drift_max, False, False, False,
+            was.compact_after,
+        )  # fmt: skip
         self.note(lambda: "faults stop")
 
     def _victim(self, leader: bool) -> HostId:
@@ -516,10 +623,12 @@ class _Simulation:
             return
         disk = machine.disk
         for group in self.group_ids:
-            keep = min(len(disk.applied[group]), len(disk.logs[group]))
-            del disk.applied[group][keep:]
+            # Never more applied than the durable log holds (applied entries are durable).
+            base = disk.base.get(group, (0, 0, {}))[0]
+            durable = disk.offsets.get(group, (0, 0))[0] + len(disk.logs[group])
+            del disk.applied[group][max(0, durable - base) :]
         machine.host = self._new_host(host_id, machine.incarnation, disk)
-        machine.documents = ReplicaDocuments.replayed(self.group_ids, disk.applied)
+        machine.documents = ReplicaDocuments.replayed(self.group_ids, disk.base, disk.applied)
         self.client.partitions[host_id] = machine.documents
         machine.running = True
         self._schedule_tick(machine, machine.period)

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
+from braid.core.document import DocumentLog
 from braid.core.multiraft.host import Host
 from braid.core.multiraft.messages import GroupId, HostId
 from braid.core.partition import Completion, Partition
@@ -35,6 +38,21 @@ from braid.model import Key, Update
 from braid.sim.raft_cluster import CheckFailed
 
 KEYS_PER_GROUP = 3
+_summary_encoder = msgspec.msgpack.Encoder()
+_summary_decoder = msgspec.msgpack.Decoder(list[tuple[str, str, int, bytes]])
+
+
+def encode_summary(summary: dict[Key, tuple[int, bytes]]) -> bytes:
+    """A partition's summary as a snapshot carries it: per document, its head and digest."""
+    rows = [(key.space, key.key, head, digest) for key, (head, digest) in summary.items()]
+    return _summary_encoder.encode(sorted(rows))
+
+
+def decode_summary(state: bytes) -> dict[Key, tuple[int, bytes]]:
+    if not state:
+        return {}
+    rows = _summary_decoder.decode(state)
+    return {Key(space, key): (head, digest) for space, key, head, digest in rows}
 
 
 @dataclass
@@ -66,12 +84,19 @@ class ReplicaDocuments:
 
     @classmethod
     def replayed(
-        cls, groups: list[GroupId], applied: dict[GroupId, list[Entry]]
+        cls,
+        groups: list[GroupId],
+        bases: dict[GroupId, tuple[int, int, dict[Key, DocumentLog]]],
+        applied: dict[GroupId, list[Entry]],
     ) -> ReplicaDocuments:
-        """A restarted host: its partitions rebuilt from the entries it had applied."""
+        """A (re)started host: its partitions as its durable applied state holds them — the
+        documents a snapshot installed, then the entries applied after."""
         replica = cls()
         for group in groups:
             partition: Partition[Write] = Partition()
+            base = bases.get(group)
+            if base is not None:
+                partition.install(*base)
             for entry in applied.get(group, []):
                 partition.apply(entry.index, entry.term, entry.data)
             replica.partitions[group] = partition

@@ -10,7 +10,13 @@ operator's `campaign`, `transfer`, `change_voters`, `compact`. Output: `ready()`
    — and reports `persisted(number)` when they are (and everything before them);
 3. sends its `messages`: one envelope per peer host carrying every group's messages to it;
 4. applies `committed`, in order per group; `leadership` says which groups this host began
-   or ceased to lead (the embedding application moves its document actors accordingly).
+   or ceased to lead (the embedding application moves its document actors accordingly);
+   for each of `snapshots` it loads the state the snapshot describes (from its peers)
+   before applying anything after it, and makes it durable like a hard state.
+
+With `describe`, a snapshot a leader sends carries the driver's applied state: its index
+and summary (`Describe`), so a sick follower takes that state from its peers and needs
+only the entries after it.
 
 Node ids inside a group are host ids: replica `h` of every group lives on host `h`.
 
@@ -45,17 +51,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from braid.core.multiraft.messages import Envelope, GroupId, HostId
-from braid.core.raft.messages import Entry, Message
+from braid.core.raft.messages import Entry, Message, Snapshot
 from braid.core.raft.node import HardState, NodeId, RaftConfig, RaftNode, Randomness, Role
 
 NodeFactory = Callable[..., RaftNode]
+Describe = Callable[[GroupId], tuple[int, bytes]]
+"""The driver's applied state of a group: the index it stands at, and its summary (for a
+partition, each document's head seq and digest), which a snapshot carries."""
 
 
 @dataclass
 class HostReady:
     number: int  # report `persisted(number)` once this Ready's entries are durable
     hard_states: list[tuple[GroupId, HardState]]
-    snapshots: list[tuple[GroupId, tuple[int, int]]]
+    snapshots: list[tuple[GroupId, tuple[int, int], bytes]]  # (group, position, state)
     entries: list[tuple[GroupId, Entry]]
     messages: list[tuple[HostId, Envelope]]
     committed: list[tuple[GroupId, Entry]]
@@ -102,6 +111,7 @@ class Host:
         *,
         incarnation: int = 0,
         node_factory: NodeFactory = RaftNode,
+        describe: Describe | None = None,
     ) -> None:
         self.id = host_id
         self.config = config
@@ -111,6 +121,7 @@ class Host:
         self.counters = HostCounters()
         self._rng = rng
         self._node_factory = node_factory
+        self._describe = describe
         self._active: dict[GroupId, None] = {}  # ticked every tick (ordered: determinism)
         self._quiet: dict[GroupId, None] = {}
         self._touched: dict[GroupId, None] = {}  # may have output for the next ready()
@@ -241,7 +252,7 @@ class Host:
 
     def ready(self) -> HostReady:
         hard_states: list[tuple[GroupId, HardState]] = []
-        snapshots: list[tuple[GroupId, tuple[int, int]]] = []
+        snapshots: list[tuple[GroupId, tuple[int, int], bytes]] = []
         entries: list[tuple[GroupId, Entry]] = []
         committed: list[tuple[GroupId, Entry]] = []
         leadership: list[tuple[GroupId, bool]] = []
@@ -267,12 +278,14 @@ class Host:
             if ready.hard_state is not None:
                 hard_states.append((group, ready.hard_state))
             if ready.snapshot is not None:
-                snapshots.append((group, ready.snapshot))
+                snapshots.append((group, ready.snapshot, ready.snapshot_state))
             if ready.entries:
                 entries.extend((group, entry) for entry in ready.entries)
                 last = ready.entries[-1]
                 positions[group] = (last.index, last.term)
             for target, message in ready.messages:
+                if isinstance(message, Snapshot) and self._describe is not None:
+                    message = self._snapshot_of(group, node, message)
                 outgoing.setdefault(target, []).append((group, message))
             committed.extend((group, entry) for entry in ready.committed)
         if voters_changed:
@@ -290,6 +303,17 @@ class Host:
         return HostReady(
             self._number, hard_states, snapshots, entries, messages, committed, leadership
         )
+
+    def _snapshot_of(self, group: GroupId, node: RaftNode, message: Snapshot) -> Snapshot:
+        """A snapshot of the state the driver applied (seed 002: its position and, per
+        document, the head seq and digest — the follower pulls the deltas from its peers)
+        rather than of the log's start: the follower then needs only the entries after it."""
+        assert self._describe is not None
+        index, state = self._describe(group)
+        term = node.log.term_at(index)
+        if index < message.index or term is None:
+            return message  # the driver's state is behind the log's start: position only
+        return Snapshot(message.term, index, term, node.voters_at(index), state)
 
     # -- quiescence -------------------------------------------------------------------------
 

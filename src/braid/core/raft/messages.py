@@ -101,6 +101,7 @@ class Snapshot(msgspec.Struct, frozen=True, array_like=True, tag=True):
     index: int
     snapshot_term: int
     voters: tuple[int, ...] = ()  # the membership as of `index`
+    state: bytes = b""  # the driver's summary of its applied state as of `index` (opaque here)
 
 
 class TimeoutNow(msgspec.Struct, frozen=True, array_like=True, tag=True):

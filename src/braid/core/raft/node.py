@@ -128,6 +128,7 @@ class Ready:
     # the state as of that index (from its peers), makes it and the truncated log durable,
     # and only then sends the messages, like a hard state.
     snapshot: tuple[int, int] | None = None
+    snapshot_state: bytes = b""  # what the leader's driver said of the state (Snapshot.state)
 
     def __bool__(self) -> bool:
         return bool(
@@ -220,6 +221,7 @@ class RaftNode:
         self._pending_acks: list[tuple[NodeId, int, int]] = []  # (leader, index, ctx)
         self._outbox: list[tuple[NodeId, Message]] = []
         self._snapshot: tuple[int, int] | None = None  # installed, not yet handed over
+        self._snapshot_state = b""
         self._proposed = False  # entries proposed since the last ready(), not yet sent
         self.quiet = False  # quiesced: not ticked, sends nothing of its own (module text)
         self._idle_ticks = 0  # (leader) ticks for which the group has had nothing to do
@@ -239,6 +241,14 @@ class RaftNode:
     def config_pending(self) -> bool:
         """A membership change is in the log and not yet committed (no other may start)."""
         return bool(self._configs) and self._configs[-1][0] > self.log.committed
+
+    def voters_at(self, index: int) -> tuple[NodeId, ...]:
+        """The membership as of `index` (at or after the log's offset)."""
+        voters = self.base_voters
+        for config_index, config in self._configs:
+            if config_index <= index:
+                voters = config
+        return voters
 
     def progress(self, peer: NodeId) -> Progress:
         return self._progress[peer]
@@ -381,8 +391,10 @@ class RaftNode:
             hard_state = self._saved = HardState(self.term, self.vote)
         messages, self._outbox = self._outbox, []
         snapshot, self._snapshot = self._snapshot, None
+        state, self._snapshot_state = self._snapshot_state, b""
         entries = self.log.take_unstable()
-        return Ready(hard_state, entries, messages, self.log.take_committed(), snapshot)
+        committed = self.log.take_committed()
+        return Ready(hard_state, entries, messages, committed, snapshot, state)
 
     def compact(self, index: int) -> None:
         """Drop the log's entries through `index` (applied: the applied state holds them).
@@ -651,6 +663,7 @@ class RaftNode:
         self._rescan_configs()
         self._pending_acks = []
         self._snapshot = (message.index, message.snapshot_term)
+        self._snapshot_state = message.state
         self._send(source, AppendReply(self.term, message.index))  # sent once installed
 
     def _on_heartbeat(self, source: NodeId, message: Heartbeat) -> None:
