@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import braid
+import braid.sync
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 from braid.storage.api import DataService, DocumentHistory
 from braid.storage.durable import DurableEngine
@@ -115,8 +116,8 @@ SECRET = "contract-cluster-secret"
 
 
 @contextlib.asynccontextmanager
-async def _served(directory: Path) -> AsyncIterator[ServiceUnderTest]:
-    """A real `braid serve` process on 127.0.0.1 over `directory`, reached by braid.connect."""
+async def _node(directory: Path) -> AsyncIterator[str]:
+    """A real `braid serve` process on 127.0.0.1 over `directory`; yields its address."""
     ready = directory / "ready"
     process = subprocess.Popen(
         [
@@ -142,8 +143,7 @@ async def _served(directory: Path) -> AsyncIterator[ServiceUnderTest]:
                 break
             assert process.poll() is None, "braid serve exited during start-up"
             await asyncio.sleep(0.05)
-        async with braid.connect([ready.read_text()], secret=SECRET, timeout=10) as client:
-            yield ServiceUnderTest(client, "disk_")
+        yield ready.read_text()
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -151,6 +151,81 @@ async def _served(directory: Path) -> AsyncIterator[ServiceUnderTest]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.asynccontextmanager
+async def _served(directory: Path) -> AsyncIterator[ServiceUnderTest]:
+    """The network client (braid.connect) against a real `braid serve` process."""
+    async with (
+        _node(directory) as address,
+        braid.connect([address], secret=SECRET, timeout=10) as client,
+    ):
+        yield ServiceUnderTest(client, "disk_")
+
+
+class AsyncOverSync:
+    """A sync store or client (braid.sync) seen through the async API, each call made from
+    a worker thread, so the suite's concurrent calls reach the sync object from several
+    threads at once. It has no fast forms (like the network client)."""
+
+    def __init__(self, sync: braid.sync.SyncStore | braid.sync.SyncClient) -> None:
+        self.sync = sync
+
+    async def initialize(self, key: Key, update: Update) -> None:
+        await asyncio.to_thread(self.sync.initialize, key, update)
+
+    async def patch(self, key: Key, updates: Sequence[Update]) -> None:
+        await asyncio.to_thread(self.sync.patch, key, updates)
+
+    def patch_nowait(
+        self, key: Key, updates: Sequence[Update], encoded: bytes | None = None
+    ) -> asyncio.Future[None] | None:
+        return None
+
+    async def get(self, key: Key) -> DocumentChange:
+        return await asyncio.to_thread(self.sync.get, key)
+
+    def get_nowait(self, key: Key) -> DocumentChange | None:
+        return None
+
+    async def compute(self, key: Key, method: ComputeMethod, seq: int) -> DocumentChange:
+        return await asyncio.to_thread(self.sync.compute, key, method, seq)
+
+    async def history(self, key: Key) -> DocumentHistory:
+        return await asyncio.to_thread(self.sync.history, key)
+
+    async def snapshot(self, key: Key, seq: int, document: str, history: int) -> int:
+        return await asyncio.to_thread(self.sync.snapshot, key, seq, document, history)
+
+    async def delete(self, key: Key) -> None:
+        await asyncio.to_thread(self.sync.delete, key)
+
+    async def inventory(self) -> list[DocumentInfo]:
+        return await asyncio.to_thread(self.sync.inventory)
+
+    async def close(self, key: Key | None = None) -> None:
+        await asyncio.to_thread(self.sync.close, key)
+
+
+@contextlib.asynccontextmanager
+async def _sync_store(directory: Path) -> AsyncIterator[ServiceUnderTest]:
+    """braid.sync.open: the embedded store without async (durable keys)."""
+    sync = braid.sync.open(directory / "store", DURABLE_CONFIG)
+    try:
+        yield ServiceUnderTest(AsyncOverSync(sync), "disk_")
+    finally:
+        sync.close()
+
+
+@contextlib.asynccontextmanager
+async def _sync_served(directory: Path) -> AsyncIterator[ServiceUnderTest]:
+    """braid.sync.connect: the network client without async, against a real node."""
+    async with _node(directory) as address:
+        sync = await asyncio.to_thread(braid.sync.connect, [address], secret=SECRET, timeout=10)
+        try:
+            yield ServiceUnderTest(AsyncOverSync(sync), "disk_")
+        finally:
+            sync.close()
 
 
 # The engines the contract runs against; "server" is the network client against a real
@@ -161,10 +236,24 @@ ENGINES: dict[str, Factory] = {
     "store-mem": _store("mem_"),
     "store-disk": _store("disk_"),
     "server": _served,
+    "sync-store": _sync_store,
+    "sync-server": _sync_served,
 }
 
 
-@pytest.fixture(params=list(ENGINES))
+# Engines whose every test starts a process and that add no code path of their own to the
+# default run: "sync-server" is the sync wrapper (run in full as "sync-store") over the
+# network client (run in full as "server"); test_sync.py reaches a node through it in the
+# default run, and `make test-slow` runs the whole suite through it.
+SLOW_ENGINES = frozenset({"sync-server"})
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_ENGINES else name
+        for name in ENGINES
+    ]
+)
 async def service(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[ServiceUnderTest]:

@@ -221,6 +221,7 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "storage/durable.py:DurableEngine._check_readable",
         "storage/memory.py:MemoryEngine._document",
         "storage/memory.py:MemoryEngine.initialize",
+        "sync.py:_Sync._run",
     ),
     "STORE_NOT_FOUND": (
         "cli/wal.py:wal_directory",
