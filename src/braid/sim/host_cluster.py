@@ -53,6 +53,7 @@ from braid.sim.host_documents import (
 from braid.sim.raft_cluster import _VARIANTS, TICK_SECONDS, Broken, CheckFailed
 
 EVENTS_MAX = 2_000_000
+COMMIT_BOUND_TICKS = 25  # a proposal without a durable majority this long: catastrophic
 SIMULATED_TICKS = 300.0
 
 
@@ -102,6 +103,7 @@ class HostFaults:
     crashes: bool
     pauses: bool
     compact_after: int = 0  # a replica keeps this many applied entries in its log (0: all)
+    sync_failures: float = 0.0  # the chance that a log write fails (the host then stops)
 
     @classmethod
     def draw(cls, rng: random.Random) -> HostFaults:
@@ -115,6 +117,7 @@ class HostFaults:
             crashes=rng.random() < 0.7,
             pauses=rng.random() < 0.4,
             compact_after=rng.choice([0, 4, 20]),
+            sync_failures=rng.choice([0.0, 0.0, 0.002]),
         )
 
 
@@ -221,6 +224,7 @@ class _Simulation:
             self.config,
             random.Random(self.rng.getrandbits(64)),
             incarnation=incarnation,
+            commit_bound_ticks=COMMIT_BOUND_TICKS,
             node_factory=self.node_class,
             describe=lambda group: self._describe(host_id, group),
         )
@@ -313,6 +317,13 @@ class _Simulation:
         for group, entry in ready.committed:
             self._apply(machine, group, entry)
         machine.documents.open_writes(host)
+        for group in ready.stalled:
+            # No durable majority in time (seed 002): the writes fail, retryably; their
+            # documents take new writes once what was proposed for them has settled.
+            partition = machine.documents.partitions[group]
+            reason = f"no durable majority within {COMMIT_BOUND_TICKS} ticks"
+            self._told(self.client.completed(partition.catastrophic(reason)))
+            self.figures["catastrophic: no durable majority"] += 1
         messages = ready.messages
         if ready.hard_states or ready.entries:
             self._write(machine, ready.number, ready.hard_states, ready.entries)
@@ -337,6 +348,9 @@ class _Simulation:
         def durable() -> None:
             if machine.incarnation != incarnation:
                 return  # it crashed first: this write never made it
+            if self.rng.random() < self.faults.sync_failures:
+                self._log_write_failed(machine)
+                return
             disk = machine.disk
             for group, state in hard_states:
                 disk.hard[group] = state
@@ -362,6 +376,16 @@ class _Simulation:
         when = max(self.now + latency, machine.last_write)
         machine.last_write = when
         self.at(when, durable)
+
+    def _log_write_failed(self, machine: _Machine) -> None:
+        """A log write failed: what is durable is unknown, so the host stops (as etcd and
+        PostgreSQL do after a failed fsync) and restarts from what its disk holds; first its
+        partitions fail their pending writes, retryably (seed 002's catastrophic failure)."""
+        self.figures["catastrophic: log write failed"] += 1
+        for partition in machine.documents.partitions.values():
+            self._told(self.client.completed(partition.catastrophic("its log write failed")))
+        self.note(lambda: f"h{machine.id}: a log write failed")
+        self._crash(machine.id, majority_kept=False)
 
     def _send(self, source: HostId, target: HostId, envelope: Envelope) -> None:
         faults = self.faults
@@ -578,7 +602,7 @@ class _Simulation:
         was = self.faults
         self.faults = HostFaults(
             0.0, 0.0, was.delay_max, was.disk_latency_max, was.drift_max, False, False, False,
-            was.compact_after,
+            was.compact_after, 0.0,
         )  # fmt: skip
         self.note(lambda: "faults stop")
 

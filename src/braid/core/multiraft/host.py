@@ -39,6 +39,9 @@ whatever the number of groups. The hosts' beats stand in for the group's heartbe
   toward that peer: the peer, on seeing it, wakes every quiet group they share, so echoes
   from a host whose replicas no longer keep quiet never extend a lease. A restarted host
   begins a new session too (a new incarnation).
+- (Not quiescence, but host-level too.) With `commit_bound_ticks`, a group whose oldest
+  proposal found no durable majority within that bound is reported `stalled` once, for the
+  driver to fail its pending writes (seed 002's catastrophic failure).
 - Anything else that concerns a quiet group — a proposal, a transfer, a membership change, a
   message of a newer term, anything from its leader that is not a quiescing heartbeat —
   wakes it.
@@ -48,7 +51,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from braid.core.multiraft.messages import Envelope, GroupId, HostId
 from braid.core.raft.messages import Entry, Message, Snapshot
@@ -69,6 +72,10 @@ class HostReady:
     messages: list[tuple[HostId, Envelope]]
     committed: list[tuple[GroupId, Entry]]
     leadership: list[tuple[GroupId, bool]]  # (group, leads now) for each change
+    # Groups this host leads whose proposals found no durable majority within
+    # `commit_bound_ticks` (seed 002's catastrophic failure: the driver fails their pending
+    # writes, retryably, and reloads their documents before taking new ones).
+    stalled: list[GroupId] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -78,6 +85,7 @@ class HostReady:
             or self.messages
             or self.committed
             or self.leadership
+            or self.stalled
         )
 
 
@@ -110,6 +118,7 @@ class Host:
         rng: Randomness,
         *,
         incarnation: int = 0,
+        commit_bound_ticks: int = 0,
         node_factory: NodeFactory = RaftNode,
         describe: Describe | None = None,
     ) -> None:
@@ -122,6 +131,10 @@ class Host:
         self._rng = rng
         self._node_factory = node_factory
         self._describe = describe
+        self.commit_bound_ticks = commit_bound_ticks  # 0: no bound
+        # Per group led here: (index, tick) of proposals not yet committed, oldest first.
+        self._waiting: dict[GroupId, collections.deque[tuple[int, int]]] = {}
+        self._stalled: list[GroupId] = []
         self._active: dict[GroupId, None] = {}  # ticked every tick (ordered: determinism)
         self._quiet: dict[GroupId, None] = {}
         self._touched: dict[GroupId, None] = {}  # may have output for the next ready()
@@ -181,6 +194,8 @@ class Host:
         for peer_id, peer in self._peers.items():
             if not peer.silent and self.ticks - peer.last_heard >= election:
                 self._lapse(peer_id, peer)
+        if self._waiting:
+            self._check_commit_bound()
 
     def step(self, envelope: Envelope) -> None:
         source = envelope.source
@@ -217,7 +232,10 @@ class Host:
     def propose(self, group: GroupId, data: bytes) -> int:
         self._wake(group)
         self._touched[group] = None
-        return self.groups[group].propose(data)
+        index = self.groups[group].propose(data)
+        if self.commit_bound_ticks:
+            self._waiting.setdefault(group, collections.deque()).append((index, self.ticks))
+        return index
 
     def campaign(self, group: GroupId) -> None:
         self._wake(group)
@@ -300,9 +318,25 @@ class Host:
         if positions:
             self._number += 1
             self._unpersisted.append((self._number, positions))
+        stalled, self._stalled = self._stalled, []
         return HostReady(
-            self._number, hard_states, snapshots, entries, messages, committed, leadership
+            self._number, hard_states, snapshots, entries, messages, committed, leadership, stalled
         )
+
+    def _check_commit_bound(self) -> None:
+        """A group whose oldest proposal waited `commit_bound_ticks` without committing is
+        stalled: reported once (its waiting proposals are forgotten; the driver fails their
+        writes), whether it still leads or not."""
+        for group, waiting in list(self._waiting.items()):
+            node = self.groups.get(group)
+            committed = node.log.committed if node is not None else 0
+            while waiting and waiting[0][0] <= committed:
+                waiting.popleft()
+            if not waiting:
+                del self._waiting[group]
+            elif self.ticks - waiting[0][1] >= self.commit_bound_ticks:
+                del self._waiting[group]
+                self._stalled.append(group)
 
     def _snapshot_of(self, group: GroupId, node: RaftNode, message: Snapshot) -> Snapshot:
         """A snapshot of the state the driver applied (seed 002: its position and, per
