@@ -213,7 +213,10 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "core/wal/batcher.py:Batcher.check",
         "storage/wal.py:WalWriter._fail",
     ),
-    "STORE_LOCKED": ("storage/durable.py:_lock_directory",),
+    "STORE_LOCKED": (
+        "cli/common.py:_read_through_node",
+        "storage/durable.py:_lock_directory",
+    ),
     "STORE_FORMAT": ("storage/applied.py:AppliedState._check_format",),
     "STORE_CLOSED": (
         "client.py:Client._call",

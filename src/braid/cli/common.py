@@ -27,6 +27,7 @@ from braid import errors
 from braid.client import Client, parse_address
 from braid.errors import BraidError
 from braid.storage.api import DataService
+from braid.storage.durable import ServingNode, serving_node
 from braid.storage.router import Store
 from braid.storage.scan import APPLIED_FILE
 
@@ -176,15 +177,52 @@ def run_on_target(
     read_only: bool,
 ) -> int:
     """Run `action` on the node at `args.server` or the embedded store in `args.data` (see
-    `target_options`; the environment's when neither is given); node-only options given
-    with --data are bad usage."""
+    `target_options`; the environment's when neither is given). A read of a store a
+    running node holds goes through that node (`_read_through_node`); node-only options
+    given with --data are bad usage for a write."""
     resolve_target(args)
     if args.server is not None:
         return run_on_server(args.server, args.secret_file, args.cluster, action, args.tls_ca)
-    if args.secret_file is not None or args.tls_ca is not None:
+    if not read_only and (args.secret_file is not None or args.tls_ca is not None):
+        # A read may use them: through the node holding the store, if one does.
         option = "--secret-file" if args.secret_file is not None else "--tls-ca"
         raise BraidError(errors.INVALID_SETTING, f"{option} goes with --server, not with --data")
-    return run_on_store(args.data, action, create=create, read_only=read_only)
+    if not read_only:
+        return run_on_store(args.data, action, create=create, read_only=False)
+    try:
+        return run_on_store(args.data, action, create=False, read_only=True)
+    except BraidError as error:
+        node = serving_node(Path(args.data)) if error.info is errors.STORE_LOCKED else None
+        if node is None:
+            raise
+    return _read_through_node(args, node, action)
+
+
+def _read_through_node(
+    args: argparse.Namespace, node: ServingNode, action: Callable[[DataService], Awaitable[int]]
+) -> int:
+    """A read of a store that a node holds goes through the node (its address is in the
+    store's LOCK), with the cluster secret of --secret-file or BRAID_SECRET; a note on
+    stderr says so. Without a secret, or to a node speaking TLS (its CA is not known
+    here), STORE_LOCKED says how to reach it instead."""
+    from braid.cli.secret import load_secret
+
+    where = f"{args.data} is held by the node at {node.address} (pid {node.pid})"
+    if node.tls and args.tls_ca is None:
+        raise BraidError(
+            errors.STORE_LOCKED,
+            f"{where}, which speaks TLS: read through it with --server {node.address} "
+            "--tls-ca CA_FILE",
+        )
+    try:
+        load_secret(args.secret_file)
+    except BraidError as error:
+        raise BraidError(
+            errors.STORE_LOCKED,
+            f"{where}; reading through it needs the cluster secret ({error.detail})",
+        ) from None
+    print(f"note: {where}: reading through it", file=sys.stderr)
+    return run_on_server(node.address, args.secret_file, args.cluster, action, args.tls_ca)
 
 
 def run_on_store(
@@ -214,6 +252,12 @@ def run_on_store(
 def lock_holder_hint(path: Path) -> str:
     """What the CLI adds to STORE_LOCKED: the holder's command line, from the pid its LOCK
     file names (Linux's /proc), and for a node the --server option that reaches it."""
+    node = serving_node(path)
+    if node is not None:
+        return (
+            f"; it is a node (`braid serve`, pid {node.pid}): reach the documents through it "
+            f"with --server {node.address} instead of --data"
+        )
     with contextlib.suppress(OSError, ValueError, IndexError):
         pid = int((path / "LOCK").read_text().split()[1])
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -9,6 +9,12 @@ store is opened or the node contacted, so a bad one creates nothing. Keys beginn
 live in the memory engine: in an embedded store they vanish when the command exits, and
 the commands say so (on a node they live as long as it runs).
 
+A read (get, headpatch, rewind, history, list; and `braid export`) of a store that a
+running node holds goes through that node: `braid serve` writes its address into the
+store's LOCK, and the read uses it with the cluster secret (--secret-file or BRAID_SECRET),
+saying so on stderr. A write, or a store held by anything else, is STORE_LOCKED naming the
+holder and the way through it.
+
 For scripts: without --data or --server, BRAID_DATA or BRAID_SERVER says where; `--redo`,
 `--undo` and snapshot's `--document` take `@FILE` (the file's text) or `-` (stdin);
 `patch --seq next` writes at the head + 1; and when `--undo` is left out, init and patch

@@ -506,6 +506,44 @@ def _note_holder(directory: Path) -> None:
         (directory / LOCK_FILE).write_text(f"pid {os.getpid()}\n")
 
 
+_SERVING = "serving"  # LOCK's line naming the node's address: "serving HOST:PORT [tls]"
+
+
+def note_serving(directory: Path, address: str, *, tls: bool) -> None:
+    """Add to LOCK the address a node serves this store's documents at (for readers that
+    find the store held: they can read through the node). For people and readers only: the
+    lock is on the directory, and a later writer's LOCK replaces the line."""
+    suffix = " tls" if tls else ""
+    with contextlib.suppress(OSError):
+        (directory / LOCK_FILE).write_text(f"pid {os.getpid()}\n{_SERVING} {address}{suffix}\n")
+
+
+@dataclass(frozen=True)
+class ServingNode:
+    """What LOCK says of the node holding a store: its pid, address, and whether it speaks
+    TLS. The address a wildcard listen (0.0.0.0, ::) is reached at on this machine."""
+
+    pid: int
+    address: str
+    tls: bool
+
+
+def serving_node(directory: Path) -> ServingNode | None:
+    """The node LOCK names as holding the store in `directory`, or None (no LOCK, or its
+    holder is not a node). Meaningful while the store is locked: its holder wrote LOCK."""
+    try:
+        lines = (directory / LOCK_FILE).read_text(errors="replace").splitlines()
+        pid = int(lines[0].split()[1])
+        words = lines[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(words) < 2 or words[0] != _SERVING:
+        return None
+    host, _, port = words[1].rpartition(":")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "[::1]"}.get(host, host)
+    return ServingNode(pid, f"{host}:{port}", "tls" in words[2:])
+
+
 def _holder(directory: Path) -> str:
     try:
         text = (directory / LOCK_FILE).read_text(errors="replace").strip()
