@@ -50,6 +50,7 @@ from braid.core.wire.connection import (
 from braid.errors import BraidError
 from braid.runtime import link
 from braid.runtime.dispatch import dispatch
+from braid.runtime.histogram import REQUEST_SECONDS_BOUNDS, Histogram
 from braid.storage.api import DataService
 
 log = logging.getLogger("braid.server")
@@ -87,6 +88,9 @@ class ServerStats:
     buffer_overloads: int = 0  # connections closed past the node's partial-frame bound
     frame_timeouts: int = 0  # connections closed for a frame that took too long
     by_code: dict[int, int] = field(default_factory=dict)
+    # Request latency by (request type, failure code; 0 for success): from admission to
+    # the answer queued on its connection.
+    latency: dict[tuple[type, int], Histogram] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,15 @@ class NodeServer:
         self.stats.in_flight += 1
         self._idle.clear()
         return True
+
+    def observe(self, operation: type, response: schema.Response, started: float) -> None:
+        """Count one answered request's latency under its operation and outcome."""
+        code = response.code if type(response) is schema.Failure else 0
+        latency = self.stats.latency
+        histogram = latency.get((operation, code))
+        if histogram is None:
+            histogram = latency[operation, code] = Histogram(REQUEST_SECONDS_BOUNDS)
+        histogram.observe(time.perf_counter() - started)
 
     def end(self) -> None:
         self.stats.in_flight -= 1
@@ -465,6 +478,8 @@ class _ServerProtocol(asyncio.Protocol):
         measured about a fifth of the node's CPU per patch, hence the future form."""
         node = self.node
         node.stats.requests += 1
+        started = time.perf_counter()
+        operation = type(request)
         if not node.begin():
             detail = f"node has {node.config.node_requests_max} requests in flight"
             self._answer(stream, schema.Failure(errors.OVERLOADED.code, detail))
@@ -474,27 +489,32 @@ class _ServerProtocol(asyncio.Protocol):
         except Exception as error:  # every failure becomes an answer
             outcome = self._not_dispatched(request, error)
         if isinstance(outcome, asyncio.Future):
-            outcome.add_done_callback(functools.partial(self._future_done, stream))
+            done = functools.partial(self._future_done, stream, operation, started)
+            outcome.add_done_callback(done)
         elif isinstance(outcome, types.CoroutineType):
             task = asyncio.get_running_loop().create_task(outcome)
             self.tasks[stream] = task
             # A callback, not a `finally` in the coroutine: a task cancelled before it
             # ever ran (a CANCEL in the same read as its request) runs no `finally`.
-            task.add_done_callback(functools.partial(self._task_done, stream))
+            task.add_done_callback(functools.partial(self._task_done, stream, operation, started))
         else:  # an answer (a coroutine's type is the exact one `async def` makes)
-            self._finish(stream, cast(schema.Response, outcome))
+            self._finish(stream, cast(schema.Response, outcome), operation, started)
 
-    def _future_done(self, stream: int, future: asyncio.Future[None]) -> None:
+    def _future_done(
+        self, stream: int, operation: type, started: float, future: asyncio.Future[None]
+    ) -> None:
         # The common case inline (durable, nothing to report): one call less per patch.
         if not future.cancelled() and future.exception() is None:
-            self._finish(stream, schema.DONE)
+            self._finish(stream, schema.DONE, operation, started)
         else:
-            self._finish(stream, self._outcome(future))
+            self._finish(stream, self._outcome(future), operation, started)
 
-    def _task_done(self, stream: int, task: asyncio.Task[schema.Response]) -> None:
+    def _task_done(
+        self, stream: int, operation: type, started: float, task: asyncio.Task[schema.Response]
+    ) -> None:
         if self.tasks.get(stream) is task:
             del self.tasks[stream]
-        self._finish(stream, self._outcome(task))
+        self._finish(stream, self._outcome(task), operation, started)
 
     def _outcome(
         self, future: asyncio.Future[schema.Response] | asyncio.Future[None]
@@ -529,13 +549,17 @@ class _ServerProtocol(asyncio.Protocol):
         log.error("request failed: INTERNAL %r", error, exc_info=error)
         return schema.Failure(errors.INTERNAL.code, _short_detail(error))
 
-    def _finish(self, stream: int, response: schema.Response) -> None:
+    def _finish(
+        self, stream: int, response: schema.Response, operation: type, started: float
+    ) -> None:
         """The one place a request gives its slots back: the node-wide one here, the
-        connection's stream slot when the answer is sent (or dropped: cancelled, closed)."""
+        connection's stream slot when the answer is sent (or dropped: cancelled, closed);
+        and the one place its latency is counted."""
         try:
             self._answer(stream, response)
         finally:
             self.node.end()
+            self.node.observe(operation, response, started)
         self.flush_soon()
 
     def _answer(self, stream: int, response: schema.Response) -> None:

@@ -54,6 +54,7 @@ from braid.errors import (
 )
 from braid.model import ComputeMethod, DocumentChange, DocumentInfo, Key, Update
 from braid.runtime.disk import RealDisk
+from braid.runtime.histogram import CHECKPOINT_SECONDS_BOUNDS, Histogram
 from braid.storage.api import DocumentHistory
 from braid.storage.applied import AppliedState
 from braid.storage.documents import Documents
@@ -125,6 +126,7 @@ class DurableEngine:
         self.checkpoints = 0
         self.checkpoint_seconds_total = 0.0
         self.checkpoint_failures = 0
+        self.checkpoint_seconds = Histogram(CHECKPOINT_SECONDS_BOUNDS)
         self._wal: WalWriter | None = None
         if not store_exists(directory):
             if read_only or not create:
@@ -398,6 +400,18 @@ class DurableEngine:
             }
         return figures
 
+    def histograms(self) -> dict[str, Histogram]:
+        """Distributions for the metrics endpoint, by figure name: checkpoint durations,
+        and the log's batch sync durations and records per batch (a writable store)."""
+        found = {"checkpoint_duration_seconds": self.checkpoint_seconds}
+        wal = self._wal
+        if wal is not None:
+            found |= {
+                "wal_sync_duration_seconds": wal.sync_seconds,
+                "wal_batch_records": wal.batch_records,
+            }
+        return found
+
     # -- checkpoints ----------------------------------------------------------------------------
 
     def _maybe_checkpoint(self) -> None:
@@ -450,7 +464,9 @@ class DurableEngine:
             if isinstance(error, BraidError):
                 self._checkpoint_failed(error)
             raise
-        self.checkpoint_seconds_total += time.perf_counter() - started
+        took = time.perf_counter() - started
+        self.checkpoint_seconds_total += took
+        self.checkpoint_seconds.observe(took)
         self._rules.done(checkpoint)
         self.checkpoints += 1
         if not wal.failed:

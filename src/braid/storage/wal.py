@@ -31,6 +31,7 @@ from braid import limits
 from braid.core.wal.batcher import Batch, Batcher
 from braid.core.wal.record import RecordType
 from braid.errors import DISK_FULL, WAL_FAILED, BraidError
+from braid.runtime.histogram import BATCH_RECORDS_BOUNDS, SYNC_SECONDS_BOUNDS, Histogram
 
 # The log's files and their analysis, for the modules that import them from here.
 from braid.storage.logfiles import SPARE_NAME as SPARE_NAME
@@ -114,6 +115,8 @@ class WalWriter:
         self.records_appended = 0
         self.batches_synced = 0
         self.sync_seconds_total = 0.0
+        self.sync_seconds = Histogram(SYNC_SECONDS_BOUNDS)  # per batch: its write and sync
+        self.batch_records = Histogram(BATCH_RECORDS_BOUNDS)  # per batch: records in it
         self.disk_full_total = 0  # batches refused for want of space (then retried later)
         self._thread = threading.Thread(target=self._run, name="braid-wal", daemon=True)
         self._thread.start()
@@ -203,7 +206,7 @@ class WalWriter:
         elif error is not None:
             self._fail(error, batch.waiters)
         else:
-            self._completed(seconds, released)
+            self._completed(seconds, released, batch)
 
     def _write_sealed(
         self, batch: Batch[asyncio.Future[None]], *, complete: bool = False
@@ -256,12 +259,19 @@ class WalWriter:
         """A batch is durable (event-loop thread): release its writers and met barriers."""
         with self._lock:
             released = self._batcher.completed(batch)
-        self._completed(seconds, released)
+        self._completed(seconds, released, batch)
 
-    def _completed(self, seconds: float, released: list[asyncio.Future[None]]) -> None:
+    def _completed(
+        self,
+        seconds: float,
+        released: list[asyncio.Future[None]],
+        batch: Batch[asyncio.Future[None]],
+    ) -> None:
         """Release the waiters a durable batch released (event-loop thread)."""
         self.sync_seconds_total += seconds
         self.batches_synced += 1
+        self.sync_seconds.observe(seconds)
+        self.batch_records.observe(batch.marker_lsn - batch.first_lsn)
         for future in released:
             if not future.done():
                 future.set_result(None)
