@@ -6,6 +6,8 @@ collectors."""
 from __future__ import annotations
 
 import platform
+import re
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from tests.cluster.helpers import SECRET, Servers, free_port
 from tests.cluster.test_metrics import scrape
 
 PATCHES = 20
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def bucket(name: str, le: str, labels: str = "") -> str:
@@ -82,3 +85,24 @@ async def test_build_info_and_the_standard_collectors(servers: Servers) -> None:
     assert samples["process_open_fds"] > 0
     assert any(sample.startswith("python_info{") for sample in samples)
     assert any(sample.startswith("python_gc_collections_total{") for sample in samples)
+
+
+async def test_every_metric_the_readme_says_to_watch_is_exported(servers: Servers) -> None:
+    """Each metric named in the README's "Operating a node" section is a series a real node
+    exports (after a write, a checkpoint and a failed read), so the advice cannot name a metric
+    that is not there."""
+    section = README.read_text().split("## Operating a node", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`((?:braid|process)_[a-z_]+)`", section))
+    assert len(named) >= 10
+    metrics_port = free_port()
+    server = await servers.start("node", "--metrics", f"127.0.0.1:{metrics_port}")
+    async with braid.connect([server.address], secret=SECRET) as client:
+        await client.initialize(braid.Key("metrics-space", "doc"), braid.Update(1, 1))
+        await client.inventory()  # a checkpoint
+        with pytest.raises(braid.BraidError):  # a failure, counted by code
+            await client.get(braid.Key("metrics-space", "missing"))
+        samples = scrape(metrics_port)
+    series = {sample.split("{", 1)[0] for sample in samples}
+    for name in sorted(named):
+        stems = {name, f"{name}_total", f"{name}_count"}
+        assert stems & series, f"the README names {name}, which the node does not export"
