@@ -279,3 +279,20 @@ def test_an_inexact_compaction_is_imported_and_counted(tmp_path: Path) -> None:
     assert run_braid("export", "--data", str(store), "-o", str(exported)).returncode == 0
     result = summary(run_braid("import", "--data", str(tmp_path / "copy"), str(exported), "--json"))
     assert (result["created"], result["inexact_compactions"]) == (1, 1)
+
+
+def test_an_export_nowhere_is_bad_usage_and_opens_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--output` in a missing directory is INVALID_SETTING (exit 2) before the store is
+    opened; with BRAID_DATA instead of --data, the header names the store exported."""
+    store = tmp_path / "store"
+    asyncio.run(build_store(store, 2))
+    nowhere = run_braid("export", "--data", str(store), "-o", str(tmp_path / "no" / "x.jsonl"))
+    assert nowhere.returncode == 2
+    assert "no such directory" in nowhere.stderr
+    monkeypatch.setenv("BRAID_DATA", str(store))
+    monkeypatch.delenv("BRAID_SERVER", raising=False)
+    exported = run_braid("export")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout.splitlines()[0])["source"] == str(store)

@@ -163,6 +163,8 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
         "cli/serve.py:handle",
         "cli/serve.py:tls_context",
         "cli/status.py:handle",
+        "cli/transfer.py:_export",
+        "cli/transfer.py:_export.action",
         "cli/transfer.py:_import",
         "client.py:StaticLocator.__init__",
         "client.py:check_secret",

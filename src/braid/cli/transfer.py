@@ -500,23 +500,35 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    where = args.data if args.data is not None else args.server
-    header = Header(FORMAT, VERSION, source=str(where), space=args.space, prefix=args.prefix)
     if args.space is not None:
         validate_space(args.space)  # before the store is opened or the node contacted
     output_path = Path(args.output) if args.output else None
     temporary = output_path.with_name(output_path.name + ".tmp") if output_path else None
+    if output_path is not None and not output_path.parent.is_dir():
+        raise BraidError(errors.INVALID_SETTING, f"--output {output_path}: no such directory")
 
     async def action(service: DataService) -> int:
-        if temporary is None:
-            figures = await export_documents(service, sys.stdout.buffer, header)
-            sys.stdout.buffer.flush()
-        else:
-            with temporary.open("wb") as output:
-                figures = await export_documents(service, output, header)
-                output.flush()
-                os.fsync(output.fileno())
-            os.replace(temporary, output_path)  # type: ignore[arg-type]
+        where = args.data if args.data is not None else args.server
+        header = Header(FORMAT, VERSION, str(where), args.space, args.prefix)
+        try:
+            if temporary is None:
+                figures = await export_documents(service, sys.stdout.buffer, header)
+                sys.stdout.buffer.flush()
+            else:
+                with temporary.open("wb") as output:
+                    figures = await export_documents(service, output, header)
+                    output.flush()
+                    os.fsync(output.fileno())
+                os.replace(temporary, output_path)  # type: ignore[arg-type]
+        except BrokenPipeError:
+            # The reader of stdout went away (`| head`): nothing more to say to it.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_ERROR
+        except OSError as error:
+            where_to = output_path or "stdout"
+            raise BraidError(
+                errors.INVALID_SETTING, f"cannot write the export to {where_to}: {error.strerror}"
+            ) from None
         _report(args, "exported", figures, sys.stderr)
         return EXIT_OK
 
