@@ -67,8 +67,8 @@ class BrokenHost(enum.Enum):
 
 
 class _IgnoreSessions(Host):
-    def _wake_shared(self, peer_id: HostId) -> None:
-        return
+    def _session_changed(self, peer_id: HostId) -> None:
+        return  # a peer's new session changes nothing here (its lapses still wake groups)
 
 
 class _LeaseFromAnyBeat(Host):

@@ -1,8 +1,9 @@
 """Documents over the simulated hosts: each host applies its groups' committed entries through
 `braid.core.partition.Partition` (the pure rules of DESIGN §1, as the embedded engines apply
-them), and a client writes and reads documents at the leaders with the write path the real
-node will use — check against the head after the pending writes, propose, track, complete on
-apply — recording every call, so the history can be checked (`braid.sim.host_cluster`).
+them), and a client routes documents to groups by placement's key hash and writes and reads
+them at the leaders with the write path the real node will use — check against the head
+after the pending writes, propose, track, complete on apply — recording every call, so the
+history can be checked (`braid.sim.host_cluster`).
 
 Checked on the client's history:
 
@@ -30,6 +31,7 @@ from braid.core.document import DocumentLog
 from braid.core.multiraft.host import Host
 from braid.core.multiraft.messages import GroupId, HostId
 from braid.core.partition import Completion, Partition
+from braid.core.placement import partition_of
 from braid.core.raft.messages import Entry
 from braid.core.raft.node import Role
 from braid.core.wal.ops import InitOp, Op, PatchOp
@@ -40,6 +42,21 @@ from braid.sim.raft_cluster import CheckFailed
 KEYS_PER_GROUP = 3
 _summary_encoder = msgspec.msgpack.Encoder()
 _summary_decoder = msgspec.msgpack.Decoder(list[tuple[str, str, int, bytes]])
+
+
+def keys_by_group(groups: list[GroupId]) -> dict[GroupId, list[Key]]:
+    """Document keys as placement routes them: key -> partition by the stable hash of
+    `braid.core.placement` (group g is partition g - 1), the first `KEYS_PER_GROUP` found for
+    each group."""
+    keys: dict[GroupId, list[Key]] = {group: [] for group in groups}
+    for number in range(1000 * len(groups)):  # a bounded search: ~3 per group expected
+        key = Key("sim", f"doc{number}")
+        group = groups[partition_of(key.space, key.key, len(groups))]
+        if len(keys[group]) < KEYS_PER_GROUP:
+            keys[group].append(key)
+            if all(len(found) == KEYS_PER_GROUP for found in keys.values()):
+                break
+    return keys
 
 
 def encode_summary(summary: dict[Key, tuple[int, bytes]]) -> bytes:
@@ -127,10 +144,7 @@ class DocumentClient:
 
     def __init__(self, groups: list[GroupId], partitions: dict[HostId, ReplicaDocuments]) -> None:
         self.partitions = partitions  # each host's, replaced when it restarts
-        self.keys = {
-            group: [Key("sim", f"doc{group}x{i}") for i in range(KEYS_PER_GROUP)]
-            for group in groups
-        }
+        self.keys = keys_by_group(groups)
         self.known_head: dict[Key, int | None] = {}  # None: unknown (read before writing)
         self.in_flight: dict[Key, Write] = {}
         self.acknowledged: dict[Key, dict[int, Update]] = {}

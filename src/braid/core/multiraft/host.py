@@ -206,7 +206,7 @@ class Host:
         peer.silent = False
         if peer.session != envelope.session:
             if peer.session is not None:
-                self._wake_shared(source)  # its promises lapsed (module text)
+                self._session_changed(source)
             peer.session = envelope.session
         if envelope.echo_incarnation == self.incarnation:
             peer.acked = max(peer.acked, envelope.echo)
@@ -381,6 +381,11 @@ class Host:
             node.quiet = False
             self._settle(group, node)
             self._touched[group] = None
+
+    def _session_changed(self, peer_id: HostId) -> None:
+        """The peer's promises lapsed (it restarted, or stopped hearing from this host):
+        no quiet group this host shares with it may lean on them any more."""
+        self._wake_shared(peer_id)
 
     def _wake_shared(self, peer_id: HostId) -> None:
         """Wake the quiet groups the peer leads, and those this host leads with it."""
