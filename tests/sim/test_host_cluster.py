@@ -14,9 +14,10 @@ import statistics
 
 import pytest
 
+from braid.core.raft.messages import Entry
 from braid.sim import host_cluster
 from braid.sim.host_cluster import BrokenHost
-from braid.sim.raft_cluster import TICK_SECONDS, Broken
+from braid.sim.raft_cluster import TICK_SECONDS, Broken, CheckFailed
 
 
 def test_fixed_seeds_are_green_and_exercise_quiet_groups_crashes_and_failovers() -> None:
@@ -26,6 +27,8 @@ def test_fixed_seeds_are_green_and_exercise_quiet_groups_crashes_and_failovers()
     assert summary.failed is None, summary.failed and summary.failed.failure
     figures = summary.figures
     assert figures["crashes"] > 10 and figures["partitions"] > 5 and figures["power cuts"] > 2
+    assert figures["one-way partitions"] > 0 and figures["snapshots installed"] > 0
+    assert figures["catastrophic: no durable majority"] > 0
     assert figures["acknowledged"] > 1000 and figures["reads"] > 300
     assert summary.quiet_failovers, "no quiet group lost its leader: quiescence untested"
 
@@ -120,3 +123,17 @@ def test_failover_of_quiet_and_busy_groups_meets_the_bound() -> None:
             statistics.median(seconds),
             max(seconds),
         )
+
+
+def test_the_log_matching_checker_fails_on_logs_that_agree_late_and_differ_early() -> None:
+    """The end-of-run log matching checker can fail: after a green run, one replica's log is
+    given a different entry below an index where both logs still agree on the term."""
+    simulation = host_cluster._Simulation(3, groups=2)
+    simulation.run(faulty_until=20, quiet_until=60)
+    running = [m for m in simulation.machines.values() if m.running]
+    log = running[0].host.groups[1].log
+    assert log.last_index - log.offset >= 2, "the run committed too little to tamper with"
+    first = log.entry(log.offset + 1)
+    log.entries[0] = Entry(first.term, first.index, b"tampered")
+    with pytest.raises(CheckFailed, match="log matching"):
+        simulation._check_log_matching()

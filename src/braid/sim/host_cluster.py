@@ -18,6 +18,8 @@ Checked, per group (a failure names the checker, the group and the seed, which r
 - state-machine safety: every replica applies the same entries in index order, no gap;
 - lease safety: at no instant do two running hosts hold a valid lease for one group (quiet
   leaders' leases included: they stand on the hosts' beats);
+- log matching (at the end of each run): two logs that hold an entry of one term at one
+  index hold the same entries up to it;
 - no acknowledged entry lost: an acknowledged entry is what every replica applies there;
 - liveness: once faults stop, every group has a leader and the client's entries commit.
 
@@ -197,7 +199,7 @@ class _Simulation:
         self.now = 0.0
         self.events: list[tuple[float, int, Callable[[], None]]] = []
         self.sequence = 0
-        self.cut: set[frozenset[HostId]] = set()
+        self.cut: set[tuple[HostId, HostId]] = set()  # (from, to) links cut
         self.machines: dict[HostId, _Machine] = {}
         for host_id in self.host_ids:
             drift = rng.uniform(-self.faults.drift_max, self.faults.drift_max)
@@ -271,6 +273,7 @@ class _Simulation:
             self.now = when
             action()
             self._check_leases()
+        self._check_log_matching()
         self._check_liveness()
 
     # -- hosts ------------------------------------------------------------------------------
@@ -391,7 +394,7 @@ class _Simulation:
         faults = self.faults
         self.figures["envelopes"] += 1
         self.figures["group messages"] += len(envelope.items)
-        if frozenset((source, target)) in self.cut or self.rng.random() < faults.loss:
+        if (source, target) in self.cut or self.rng.random() < faults.loss:
             self.figures["envelopes lost"] += 1
             return
         copies = 2 if self.rng.random() < faults.duplicate else 1
@@ -403,7 +406,7 @@ class _Simulation:
         machine = self.machines[target]
         if not machine.running or self.now < machine.paused_until:
             return
-        if frozenset((source, target)) in self.cut:
+        if (source, target) in self.cut:
             return
         machine.host.step(envelope)
         self._process(machine)
@@ -531,6 +534,27 @@ class _Simulation:
                 for node in host.groups.values():
                     node.ticks -= behind
 
+    def _check_log_matching(self) -> None:
+        """Log matching: where two replicas' logs hold an entry of the same term at one
+        index, they hold the same entries up to it (as far as both still hold them)."""
+        running = [m for m in self.machines.values() if m.running]
+        for group in self.group_ids:
+            logs = [m.host.groups[group].log for m in running]
+            for position, first in enumerate(logs):
+                for second in logs[position + 1 :]:
+                    low = max(first.offset, second.offset) + 1
+                    high = min(first.last_index, second.last_index)
+                    matched = False
+                    for index in range(high, low - 1, -1):
+                        if not matched:
+                            matched = first.term_at(index) == second.term_at(index)
+                        if matched and first.entry(index) != second.entry(index):
+                            raise CheckFailed(
+                                "log matching",
+                                f"group {group}: logs agree on a later entry's term but differ "
+                                f"at {index}: {first.entry(index)} / {second.entry(index)}",
+                            )
+
     def _check_liveness(self) -> None:
         for group in self.group_ids:
             leaders = [
@@ -586,9 +610,14 @@ class _Simulation:
         ids = list(self.host_ids)
         self.rng.shuffle(ids)
         side = set(ids[: self.rng.randint(1, len(ids) - 1)])
-        self.cut = {frozenset((a, b)) for a in side for b in ids if b not in side}
-        self.figures["partitions"] += 1
-        self.note(lambda: f"partition {sorted(side)} | {sorted(set(ids) - side)}")
+        # Symmetric, or one-way: what one side sends is lost, what it receives arrives.
+        one_way = self.rng.random() < 0.3
+        self.cut = {(a, b) for a in side for b in ids if b not in side}
+        if not one_way:
+            self.cut |= {(b, a) for a, b in self.cut}
+        self.figures["one-way partitions" if one_way else "partitions"] += 1
+        arrow = "->" if one_way else "|"
+        self.note(lambda: f"partition {sorted(side)} {arrow} {sorted(set(ids) - side)} cut")
 
     def _heal(self) -> None:
         self.cut = set()

@@ -207,7 +207,7 @@ class _Simulation:
         self.now = 0.0
         self.events: list[tuple[float, int, Callable[[], None]]] = []
         self.sequence = 0
-        self.cut: set[frozenset[NodeId]] = set()
+        self.cut: set[tuple[NodeId, NodeId]] = set()  # (from, to) links cut
         voters = list(range(1, self.size + 1))
         self.replicas: dict[NodeId, _Replica] = {}
         for node_id in voters:
@@ -345,7 +345,7 @@ class _Simulation:
 
     def _send(self, source: NodeId, target: NodeId, message: Message) -> None:
         faults = self.faults
-        if frozenset((source, target)) in self.cut or self.rng.random() < faults.loss:
+        if (source, target) in self.cut or self.rng.random() < faults.loss:
             self.figures["messages lost"] += 1
             return
         copies = 2 if self.rng.random() < faults.duplicate else 1
@@ -358,7 +358,7 @@ class _Simulation:
         replica = self.replicas[target]
         if not replica.running or self.now < replica.paused_until:
             return  # a stopped or paused process: the message is lost on its socket
-        if frozenset((source, target)) in self.cut:
+        if (source, target) in self.cut:
             return
         replica.node.step(source, message)
         self._process(replica)
@@ -527,9 +527,14 @@ class _Simulation:
         self.rng.shuffle(ids)
         split = self.rng.randint(1, len(ids) - 1)
         side = set(ids[:split])
-        self.cut = {frozenset((a, b)) for a in side for b in ids if b not in side}
-        self.figures["partitions"] += 1
-        self.note(lambda: f"partition {sorted(side)} | {sorted(set(ids) - side)}")
+        # Symmetric, or one-way: what one side sends is lost, what it receives arrives.
+        one_way = self.rng.random() < 0.3
+        self.cut = {(a, b) for a in side for b in ids if b not in side}
+        if not one_way:
+            self.cut |= {(b, a) for a, b in self.cut}
+        self.figures["one-way partitions" if one_way else "partitions"] += 1
+        arrow = "->" if one_way else "|"
+        self.note(lambda: f"partition {sorted(side)} {arrow} {sorted(set(ids) - side)} cut")
 
     def _heal(self) -> None:
         self.cut = set()
