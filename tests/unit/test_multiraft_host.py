@@ -8,7 +8,7 @@ import random
 
 from braid.core.multiraft.host import Describe, Host
 from braid.core.multiraft.messages import Envelope
-from braid.core.raft.messages import Snapshot
+from braid.core.raft.messages import AppendReply, HeartbeatReply, Snapshot
 from braid.core.raft.node import RaftConfig, Role
 
 GROUP = 7
@@ -17,8 +17,10 @@ GROUP = 7
 class Cluster:
     """Three hosts with one group, every write durable at once, delivery on demand."""
 
-    def __init__(self, *, bound: int = 0, describe: Describe | None = None) -> None:
-        config = RaftConfig(quiesce_ticks=0)
+    def __init__(
+        self, *, bound: int = 0, describe: Describe | None = None, quiesce: int = 0
+    ) -> None:
+        config = RaftConfig(quiesce_ticks=quiesce)
         self.hosts = {
             h: Host(h, config, random.Random(h), commit_bound_ticks=bound, describe=describe)
             for h in (1, 2, 3)
@@ -134,3 +136,54 @@ def test_messages_for_a_group_the_host_does_not_hold_are_counted_and_dropped() -
     host.step(Envelope(cluster.leader, session, host.ticks, 0, 0, ((99, Snapshot(50, 1, 1)),)))
     assert host.counters.unknown_group_messages == 1
     assert host.groups[GROUP].term == before
+
+
+def replies(cluster: Cluster, kind: type, *, quiet: bool | None = None) -> list[Envelope]:
+    """Envelopes sent to the leader carrying a message of `kind` (quiet as asked)."""
+    return [
+        envelope
+        for target, envelope in cluster.sent
+        if target == cluster.leader
+        and any(
+            isinstance(m, kind) and (quiet is None or getattr(m, "quiet", None) == quiet)
+            for _, m in envelope.items
+        )
+    ]
+
+
+def test_a_delayed_quiet_answer_from_an_earlier_round_does_not_quiet_the_leader() -> None:
+    """A follower's "I went quiet" answers the quiescing heartbeats it was sent; arriving
+    late, after the group woke and began quiescing again, it says nothing of the follower
+    now (an append may have woken it since): the leader stays awake until this round's
+    answers come, or the woken follower would time out under a silent leader."""
+    cluster = Cluster(quiesce=3)
+    for _ in range(10):
+        cluster.tick()
+    leader = cluster.hosts[cluster.leader]
+    assert leader.is_quiet(GROUP)
+    old = replies(cluster, HeartbeatReply, quiet=True)
+    assert len(old) >= 2
+    leader.propose(GROUP, b"x")
+    cluster.pump()
+    assert not leader.is_quiet(GROUP)
+    cluster.down = set(cluster.followers)  # this round's heartbeats and answers are lost
+    for _ in range(5):
+        cluster.tick(cluster.leader)
+    for envelope in old:
+        leader.step(envelope)
+    leader.ready()
+    assert not leader.is_quiet(GROUP)
+
+
+def test_any_append_answer_wakes_a_quiet_leader() -> None:
+    """A follower that answers an append — however old the append, it woke the follower —
+    wakes its quiet leader, which heartbeats it again."""
+    cluster = Cluster(quiesce=3)
+    for _ in range(10):
+        cluster.tick()
+    leader = cluster.hosts[cluster.leader]
+    assert leader.is_quiet(GROUP)
+    stale = replies(cluster, AppendReply)[0]
+    leader.step(stale)
+    leader.ready()
+    assert not leader.is_quiet(GROUP)

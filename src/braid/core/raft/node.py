@@ -225,6 +225,7 @@ class RaftNode:
         self._proposed = False  # entries proposed since the last ready(), not yet sent
         self.quiet = False  # quiesced: not ticked, sends nothing of its own (module text)
         self._idle_ticks = 0  # (leader) ticks for which the group has had nothing to do
+        self._quiesce_from = 0  # (leader) the tick its current quiescing heartbeats began
         self._rescan_configs()
 
     # -- queries ----------------------------------------------------------------------------
@@ -682,6 +683,8 @@ class RaftNode:
         quiesce_ticks = self.config.quiesce_ticks
         if quiesce_ticks:
             self._idle_ticks = self._idle_ticks + 1 if self._idle() else 0
+            if self._idle_ticks == quiesce_ticks:
+                self._quiesce_from = self.ticks
         quiesce = bool(quiesce_ticks) and self._idle_ticks >= quiesce_ticks
         self._heartbeat_elapsed += 1
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
@@ -721,7 +724,8 @@ class RaftNode:
             return
         progress = self._heard_from_follower(source, message.ctx)
         progress.snapshot_sent = 0  # answered (installed, or it says where its log stands)
-        progress.quiet = False
+        progress.quiet = False  # it took an append: awake, however old the append was
+        self.quiet = False
         if message.reject:
             # Only a reply to the probe (or to the oldest append in flight) moves next back.
             if message.index != progress.next - 1 and not progress.probing:
@@ -754,9 +758,14 @@ class RaftNode:
             return
         progress = self._heard_from_follower(source, message.ctx)
         progress.snapshot_sent = 0  # a snapshot may have been lost: offered again below
-        progress.quiet = message.quiet
-        if message.quiet and self._idle() and all(self._progress[p].quiet for p in self.peers):
-            self.quiet = True  # every follower is quiet: so is the group
+        if message.ctx >= self._quiesce_from and self._idle_ticks >= self.config.quiesce_ticks:
+            # An answer to this round's quiescing heartbeats (an older one, delayed or
+            # duplicated, says nothing of the follower now: it may have woken since).
+            progress.quiet = message.quiet
+            if not message.quiet:
+                self.quiet = False
+            elif self._idle() and all(self._progress[p].quiet for p in self.peers):
+                self.quiet = True  # every follower is quiet: so is the group
         if progress.match < self.log.last_index:
             if not progress.probing and message.last_index < progress.sent_at_heartbeat:
                 # Appends sent before the heartbeat never reached the follower (its log ends
