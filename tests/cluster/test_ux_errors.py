@@ -265,11 +265,12 @@ async def test_a_mem_key_over_the_network_is_not_called_gone(
 async def test_data_on_a_store_a_node_holds_names_the_node_and_its_address(
     servers: Servers,
 ) -> None:
-    """`doc get --data` on a node's store: STORE_LOCKED (exit 1) naming the node's pid and
-    suggesting `--server` with its address; `braid errors` no longer calls it retryable."""
+    """A write with `--data` on a node's store: STORE_LOCKED (exit 1) naming the node's pid
+    and suggesting `--server` with its address; `braid errors` no longer calls it
+    retryable. (A read goes through the node: tests/cluster/test_ux_node_readonly.py.)"""
     port = free_port()
     server = await servers.start("node", port=port)
-    result = run_braid("doc", "get", "--data", str(server.data), "chat", "doc")
+    result = run_braid("doc", "delete", "--data", str(server.data), "chat", "doc")
     assert result.returncode == 1
     assert result.stderr.startswith(f"error {errors.STORE_LOCKED.code} STORE_LOCKED: ")
     assert f"it is a node (`braid serve`, pid {server.pid})" in result.stderr
