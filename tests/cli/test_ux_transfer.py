@@ -296,3 +296,21 @@ def test_an_export_nowhere_is_bad_usage_and_opens_nothing(
     exported = run_braid("export")
     assert exported.returncode == 0, exported.stderr
     assert json.loads(exported.stdout.splitlines()[0])["source"] == str(store)
+
+
+def test_a_document_the_store_refuses_is_named_with_its_line(tmp_path: Path) -> None:
+    """A document line whose redo is not JSON fails the import with the store's own code
+    (MALFORMED_JSON, exit 1) naming the document and its line; the documents before it are
+    imported (re-running after a fix completes the rest)."""
+    store = tmp_path / "store"
+    asyncio.run(build_store(store, 3))
+    lines = run_braid("export", "--data", str(store)).stdout.splitlines()
+    broken = json.loads(lines[2])
+    broken["deltas"][0]["redo"] = "{not json"
+    path = tmp_path / "broken.jsonl"
+    path.write_text("\n".join([lines[0], lines[1], json.dumps(broken), *lines[3:]]) + "\n")
+    result = run_braid("import", "--data", str(tmp_path / "copy"), str(path))
+    assert result.returncode == 1
+    name = f"{broken['space']}/{broken['key']}"
+    code = errors.MALFORMED_JSON.code
+    assert result.stderr.startswith(f"error {code} MALFORMED_JSON: {name} ({path} line 3): ")

@@ -336,6 +336,8 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
 # Sites whose code is a variable, each with the codes it can carry and why it fits.
 REVIEWED_DYNAMIC_SITES: dict[str, str] = {
     "cli/common.py:run_on_store": "STORE_LOCKED again, its detail naming the holder",
+    "cli/transfer.py:_import_one": "a document's write failed during braid import: its own "
+    "code unchanged, the detail naming the document and its line in the file",
     "client.py:error_from": "the node's answer: whatever code the node raised, unchanged",
     "storage/applied.py:storage_error": "SQLite's failure: APPLIED_STATE_CORRUPT, DISK_FULL, "
     "STORE_ACCESS, or APPLIED_STATE_FAILED while writing",

@@ -369,7 +369,8 @@ async def import_documents(service: DataService, source: ImportFile) -> ImportFi
             figures.deltas += len(updates)
             if len(running) >= WINDOW_DOCUMENTS:
                 await _first_done(running)
-            task = asyncio.ensure_future(_import_one(service, key, updates, record, figures))
+            where = f"{source.name} line {source.line}"
+            task = asyncio.ensure_future(_import_one(service, key, updates, record, figures, where))
             task.add_done_callback(running.discard)
             running.add(task)
         if not ended:
@@ -403,8 +404,14 @@ async def _import_one(
     updates: list[Update],
     document: Document,
     figures: ImportFigures,
+    where: str,
 ) -> None:
-    outcome = await import_document(service, key, updates, document)
+    """Import one document, counting its outcome; a failure keeps its code and names the
+    document and its line (the import stops there: documents before it are in)."""
+    try:
+        outcome = await import_document(service, key, updates, document)
+    except BraidError as error:
+        raise BraidError(error.info, f"{key} ({where}): {error.detail}") from None
     figures.outcomes[outcome] += 1
     if document.compacted_through and not document.compacted_exact and (outcome is Outcome.CREATED):
         figures.inexact_compactions += 1
