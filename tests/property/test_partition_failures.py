@@ -149,11 +149,14 @@ def check_outcomes(cluster: Cluster) -> None:
         in_log = index <= len(cluster.log) and cluster.log[index - 1] == (term, data)
         error = completion.error
         if error is None:
+            assert completion.settled
             assert in_log, f"write {token} succeeded, but index {index} holds another entry"
             continue
         assert error.info in (NOT_LEADER, WRITE_NOT_DURABLE), error
-        if in_log:  # applied: only an answer given before it settled may leave it open
-            assert "may" in error.detail, f"write {token} applied, but told {error}"
+        if completion.settled:  # told "not applied": so it must be
+            assert not in_log, f"write {token} applied, but told {error}"
+        else:
+            assert "may" in error.detail, error
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

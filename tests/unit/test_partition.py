@@ -273,6 +273,7 @@ def test_an_index_taken_by_another_leaders_entry_completes_as_not_applied() -> N
     assert [outcome(c) for c in completions] == [("a2", None, NOT_LEADER)]
     error = completions[0].error
     assert error is not None and "not applied" in error.detail and "safe to retry" in error.detail
+    assert completions[0].settled
     error = refusal(group.leader, patch(A, 3))
     assert error.info is NOT_LEADER
     assert "1 write(s)" in error.detail
@@ -306,6 +307,7 @@ def test_an_entry_that_fails_its_check_is_skipped_alike_on_every_replica() -> No
     group.append(b"\x02garbage")  # does not decode: skipped on both replicas
     completions = group.commit()
     assert [outcome(c) for c in completions] == [("a2", None, HEAD_SEQ_OFF)]
+    assert completions[0].settled
     assert group.leader.skipped == group.follower.skipped == 3
     assert group.leader.get(A).seq == 2
     assert group.leader.digest() == group.follower.digest()
@@ -366,6 +368,7 @@ def test_lost_leadership_fails_pending_writes_that_may_still_commit() -> None:
     assert [outcome(c) for c in completions] == [("a1", None, NOT_LEADER), ("a2", None, NOT_LEADER)]
     assert all(c.error is not None and c.error.retryable for c in completions)
     assert all(c.error is not None and "may still apply" in c.error.detail for c in completions)
+    assert not any(c.settled for c in completions)
     assert group.leader.pending == 0
     assert not group.leader.writable
     assert refusal(group.leader, patch(A, 3)).info is NOT_LEADER
@@ -390,6 +393,7 @@ def test_catastrophic_failure_fails_pending_writes_and_holds_their_documents() -
         ("a3", None, WRITE_NOT_DURABLE),
     ]
     assert all(c.error is not None and "may or may not" in c.error.detail for c in completions)
+    assert not any(c.settled for c in completions)
     assert group.leader.catastrophic("again") == []
     error = refusal(group.leader, patch(A, 4))
     assert (error.info, error.retryable) == (WRITE_NOT_DURABLE, True)

@@ -104,11 +104,14 @@ def document_digest(log: DocumentLog) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Completion(Generic[T]):
     """A tracked write's outcome: its token, and its result (a snapshot's count of deltas
-    removed; None for the other writes) or its error."""
+    removed; None for the other writes) or its error. `settled`: the outcome is final — the
+    write took effect exactly when `error` is None; False when it may still be applied (lost
+    leadership, catastrophic failure, a state installed from peers)."""
 
     token: T
     result: int | None
     error: BraidError | None
+    settled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +390,7 @@ class Partition(Generic[T]):
         if projection.pending == 0:
             del self._projections[key]  # nothing pending: the applied head is the head
         if not pending.answered:
-            completions.append(Completion(pending.token, result, error))
+            completions.append(Completion(pending.token, result, error, True))
 
     def _make_stale(self, key: Key, reason: str, catastrophic: bool) -> None:
         projection = self._projections.get(key)
@@ -424,14 +427,14 @@ class Partition(Generic[T]):
         for pending in self._pending.values():
             if not pending.answered:
                 pending.answered = True
-                completions.append(Completion(pending.token, None, error))
+                completions.append(Completion(pending.token, None, error, False))
         for key in list(self._projections):
             self._make_stale(key, reason, True)
         return completions
 
     def _forget_pending(self, error: BraidError) -> list[Completion[T]]:
         completions = [
-            Completion(pending.token, None, error)
+            Completion(pending.token, None, error, False)
             for pending in self._pending.values()
             if not pending.answered
         ]
