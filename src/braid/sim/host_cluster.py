@@ -30,7 +30,6 @@ messages the hosts send.
 
 from __future__ import annotations
 
-import enum
 import heapq
 import random
 import time
@@ -52,108 +51,14 @@ from braid.sim.host_documents import (
     decode_summary,
     encode_summary,
 )
+from braid.sim.host_world import HOSTS, BrokenHost, Disk, HostFaults, Machine
 from braid.sim.raft_cluster import _VARIANTS, TICK_SECONDS, Broken, CheckFailed
+
+__all__ = ["BrokenHost", "HostFaults", "HostRunResult", "HostSweep", "run_seed", "sweep"]
 
 EVENTS_MAX = 2_000_000
 COMMIT_BOUND_TICKS = 25  # a proposal without a durable majority this long: catastrophic
 SIMULATED_TICKS = 300.0
-
-
-class BrokenHost(enum.Enum):
-    """Deliberately wrong hosts (tests only), beside the broken cores of `Broken`."""
-
-    IGNORE_SESSIONS = "ignore-sessions"  # a lapsed peer's echoes keep extending quiet leases
-    LEASE_FROM_ANY_BEAT = "lease-from-any-beat"  # quiet leases count echoes of unquiet peers
-    LOSSY_APPLY = "lossy-apply"  # host 2 applies every entry but the seventh's document write
-    READ_ANYWHERE = "read-anywhere"  # reads served by any replica, leader or not, no lease
-
-
-class _IgnoreSessions(Host):
-    def _session_changed(self, peer_id: HostId) -> None:
-        return  # a peer's new session changes nothing here (its lapses still wake groups)
-
-
-class _LeaseFromAnyBeat(Host):
-    def lease_valid(self, group: GroupId) -> bool:
-        node = self.groups[group]
-        if node.role is not Role.LEADER:
-            return False
-        acks = sorted((peer.acked for peer in self._peers.values()), reverse=True)
-        acks.insert(0, self.ticks)
-        return self.ticks < acks[node.quorum - 1] + self.config.lease_ticks and (
-            node.log.term_at(node.log.committed) == node.term
-        )
-
-
-_HOSTS: dict[BrokenHost | None, type[Host]] = {
-    None: Host,
-    BrokenHost.IGNORE_SESSIONS: _IgnoreSessions,
-    BrokenHost.LEASE_FROM_ANY_BEAT: _LeaseFromAnyBeat,
-    BrokenHost.LOSSY_APPLY: Host,
-    BrokenHost.READ_ANYWHERE: Host,
-}
-
-
-@dataclass
-class HostFaults:
-    loss: float
-    duplicate: float
-    delay_max: float  # ticks
-    disk_latency_max: float  # ticks
-    drift_max: float
-    partitions: bool
-    crashes: bool
-    pauses: bool
-    compact_after: int = 0  # a replica keeps this many applied entries in its log (0: all)
-    sync_failures: float = 0.0  # the chance that a log write fails (the host then stops)
-
-    @classmethod
-    def draw(cls, rng: random.Random) -> HostFaults:
-        return cls(
-            loss=rng.choice([0.0, 0.01, 0.05, 0.2]),
-            duplicate=rng.choice([0.0, 0.01, 0.05]),
-            delay_max=rng.choice([0.2, 1.0, 3.0]),
-            disk_latency_max=rng.choice([0.1, 0.5, 2.0]),
-            drift_max=rng.choice([0.0, 0.02, 0.05]),
-            partitions=rng.random() < 0.6,
-            crashes=rng.random() < 0.7,
-            pauses=rng.random() < 0.4,
-            compact_after=rng.choice([0, 4, 20]),
-            sync_failures=rng.choice([0.0, 0.0, 0.002]),
-        )
-
-
-@dataclass
-class _Disk:
-    """A host's durable state: per group its hard state, its log (the entries after the
-    offset: compacted, or a snapshot's position), and its applied state — the documents a
-    snapshot installed (`base`: index, term, documents) and the entries applied after."""
-
-    hard: dict[GroupId, HardState] = field(default_factory=dict)
-    logs: dict[GroupId, list[Entry]] = field(default_factory=dict)
-    offsets: dict[GroupId, tuple[int, int]] = field(default_factory=dict)
-    base: dict[GroupId, tuple[int, int, dict[Key, DocumentLog]]] = field(default_factory=dict)
-    applied: dict[GroupId, list[Entry]] = field(default_factory=dict)
-
-    def applied_index(self, group: GroupId) -> int:
-        base = self.base.get(group)
-        return (base[0] if base else 0) + len(self.applied[group])
-
-
-@dataclass
-class _Machine:
-    id: HostId
-    host: Host
-    period: float
-    disk: _Disk = field(default_factory=_Disk)
-    incarnation: int = 0
-    running: bool = True
-    paused_until: float = 0.0
-    next_tick: float = 0.0
-    last_write: float = 0.0
-    pending_hard: int = 0  # Readies with hard states not yet durable
-    held: list[tuple[HostId, Envelope]] = field(default_factory=list)
-    documents: ReplicaDocuments = field(default_factory=ReplicaDocuments)
 
 
 @dataclass
@@ -192,7 +97,7 @@ class _Simulation:
             election_ticks=10, heartbeat_ticks=1, lease_ticks=8, quiesce_ticks=5
         )
         self.node_class: type[RaftNode] = _VARIANTS[broken]
-        self.host_class = _HOSTS[broken_host]
+        self.host_class = HOSTS[broken_host]
         self.broken_host = broken_host
         self.group_ids = list(range(1, groups + 1))
         self.host_ids = list(range(1, hosts + 1))
@@ -200,11 +105,11 @@ class _Simulation:
         self.events: list[tuple[float, int, Callable[[], None]]] = []
         self.sequence = 0
         self.cut: set[tuple[HostId, HostId]] = set()  # (from, to) links cut
-        self.machines: dict[HostId, _Machine] = {}
+        self.machines: dict[HostId, Machine] = {}
         for host_id in self.host_ids:
             drift = rng.uniform(-self.faults.drift_max, self.faults.drift_max)
-            disk = _Disk()
-            machine = _Machine(host_id, self._new_host(host_id, 0, disk), 1.0 + drift, disk)
+            disk = Disk()
+            machine = Machine(host_id, self._new_host(host_id, 0, disk), 1.0 + drift, disk)
             machine.documents = ReplicaDocuments.replayed(self.group_ids, disk.base, disk.applied)
             self.machines[host_id] = machine
             self._schedule_tick(machine, rng.uniform(0, 1))
@@ -220,7 +125,7 @@ class _Simulation:
         self._outages: dict[GroupId, tuple[float, int, bool]] = {}
         self._retrying: set[GroupId] = set()  # an outage's retried write is in flight
 
-    def _new_host(self, host_id: HostId, incarnation: int, disk: _Disk) -> Host:
+    def _new_host(self, host_id: HostId, incarnation: int, disk: Disk) -> Host:
         host = self.host_class(
             host_id,
             self.config,
@@ -278,7 +183,7 @@ class _Simulation:
 
     # -- hosts ------------------------------------------------------------------------------
 
-    def _schedule_tick(self, machine: _Machine, delay: float) -> None:
+    def _schedule_tick(self, machine: Machine, delay: float) -> None:
         incarnation = machine.incarnation
         machine.next_tick = self.now + delay
 
@@ -300,7 +205,7 @@ class _Simulation:
 
         self.at(self.now + delay, tick)
 
-    def _process(self, machine: _Machine) -> None:
+    def _process(self, machine: Machine) -> None:
         host = machine.host
         ready = host.ready()
         for group, leads in ready.leadership:
@@ -340,7 +245,7 @@ class _Simulation:
 
     def _write(
         self,
-        machine: _Machine,
+        machine: Machine,
         number: int,
         hard_states: list[tuple[GroupId, HardState]],
         entries: list[tuple[GroupId, Entry]],
@@ -380,7 +285,7 @@ class _Simulation:
         machine.last_write = when
         self.at(when, durable)
 
-    def _log_write_failed(self, machine: _Machine) -> None:
+    def _log_write_failed(self, machine: Machine) -> None:
         """A log write failed: what is durable is unknown, so the host stops (as etcd and
         PostgreSQL do after a failed fsync) and restarts from what its disk holds; first its
         partitions fail their pending writes, retryably (seed 002's catastrophic failure)."""
@@ -411,7 +316,7 @@ class _Simulation:
         machine.host.step(envelope)
         self._process(machine)
 
-    def _apply(self, machine: _Machine, group: GroupId, entry: Entry) -> None:
+    def _apply(self, machine: Machine, group: GroupId, entry: Entry) -> None:
         applied = machine.disk.applied[group]
         applied_index = machine.disk.applied_index(group)
         if entry.index != applied_index + 1:
@@ -437,7 +342,7 @@ class _Simulation:
         self.client.applied(machine.id, group, partition)
 
     def _install(
-        self, machine: _Machine, group: GroupId, position: tuple[int, int], state: bytes
+        self, machine: Machine, group: GroupId, position: tuple[int, int], state: bytes
     ) -> bool:
         """A snapshot reached this replica (it was sick): pull each document the summary
         names from a peer, only through the head seq it names, checked by its digest, and
@@ -483,7 +388,7 @@ class _Simulation:
                 return prefix
         return None
 
-    def _compact(self, machine: _Machine) -> None:
+    def _compact(self, machine: Machine) -> None:
         """Each replica drops log entries its applied state holds, keeping `compact_after`:
         a follower that falls further behind is sent a snapshot."""
         keep = self.faults.compact_after
@@ -724,7 +629,7 @@ class _Simulation:
         self.at(self.rng.uniform(1, 5), propose)
         self.at(1.0, retry_outages)
 
-    def _leader(self, group: GroupId) -> _Machine | None:
+    def _leader(self, group: GroupId) -> Machine | None:
         for machine in self.machines.values():
             if (
                 machine.running

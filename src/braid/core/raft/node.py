@@ -55,11 +55,7 @@ What it does (the Raft paper, with etcd's and the dissertation's additions):
 
 from __future__ import annotations
 
-import collections
-import enum
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from braid.core.raft.log import RaftLog
 from braid.core.raft.messages import (
@@ -74,105 +70,32 @@ from braid.core.raft.messages import (
     Vote,
     VoteReply,
 )
+from braid.core.raft.state import (
+    HardState,
+    MembershipError,
+    NodeId,
+    NotLeader,
+    Progress,
+    RaftConfig,
+    Randomness,
+    Ready,
+    Role,
+)
 
-NodeId = int
+__all__ = [
+    "HardState",
+    "MembershipError",
+    "NodeId",
+    "NotLeader",
+    "Progress",
+    "RaftConfig",
+    "RaftNode",
+    "Randomness",
+    "Ready",
+    "Role",
+]
 
-
-class Randomness(Protocol):
-    """What the core draws its randomness from: a seeded `random.Random`, injected (the
-    core never imports `random`, so no run can depend on a global generator)."""
-
-    def randrange(self, start: int, stop: int) -> int: ...
-
-
-class Role(enum.Enum):
-    FOLLOWER = "follower"
-    PRE_CANDIDATE = "pre-candidate"
-    CANDIDATE = "candidate"
-    LEADER = "leader"
-
-
-@dataclass(frozen=True)
-class RaftConfig:
-    election_ticks: int = 10
-    heartbeat_ticks: int = 1
-    lease_ticks: int = 8  # below election_ticks by the clock-drift bound
-    inflight_max: int = 64  # appends in flight to one follower
-    append_entries_max: int = 256  # entries in one append
-    quiesce_ticks: int = 0  # idle this long, a leader quiesces its group (0: never)
-
-    def __post_init__(self) -> None:
-        assert self.heartbeat_ticks >= 1
-        assert self.election_ticks > self.heartbeat_ticks
-        assert 0 < self.lease_ticks < self.election_ticks
-        assert self.inflight_max >= 1
-        assert self.append_entries_max >= 1
-        assert self.quiesce_ticks >= 0
-
-
-@dataclass(frozen=True)
-class HardState:
-    """What must be durable before this replica says anything in its term."""
-
-    term: int = 0
-    vote: NodeId | None = None
-
-
-@dataclass
-class Ready:
-    hard_state: HardState | None
-    entries: list[Entry]
-    messages: list[tuple[NodeId, Message]]
-    committed: list[Entry]
-    # A snapshot to install, (index, term): the log now starts after it; the driver loads
-    # the state as of that index (from its peers), makes it and the truncated log durable,
-    # and only then sends the messages, like a hard state.
-    snapshot: tuple[int, int] | None = None
-    snapshot_state: bytes = b""  # what the leader's driver said of the state (Snapshot.state)
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.hard_state is not None
-            or self.entries
-            or self.messages
-            or self.committed
-            or self.snapshot is not None
-        )
-
-
-class MembershipError(Exception):
-    """A membership change that may not be made now (or at all)."""
-
-
-class NotLeader(Exception):
-    """A proposal or transfer on a replica that is not (or no longer acts as) the leader;
-    `leader` is the one it knows of, if any."""
-
-    def __init__(self, leader: NodeId | None, why: str = "not the leader") -> None:
-        super().__init__(f"{why} (leader: {leader if leader is not None else 'unknown'})")
-        self.leader = leader
-
-
-@dataclass
-class Progress:
-    """What the leader knows of one follower."""
-
-    match: int = 0  # the follower's log matches ours, durably, through here
-    next: int = 1  # the next index to send
-    probing: bool = True  # one append at a time until a reply says where the logs match
-    probe_sent: bool = False
-    inflight: collections.deque[int] = field(default_factory=collections.deque)
-    recent_active: bool = False  # heard from within the current check-quorum interval
-    acked_ctx: int = -(10**18)  # the send tick of the latest message it answered
-    sent_at_heartbeat: int = 0  # the last index sent to it when a heartbeat went out
-
-    snapshot_sent: int = 0  # the index of a snapshot sent and not yet answered
-    quiet: bool = False  # it went quiet at the leader's request, and has not woken since
-
-    def paused(self, inflight_max: int) -> bool:
-        if self.snapshot_sent:
-            return True
-        return self.probe_sent if self.probing else len(self.inflight) >= inflight_max
+_NEW = HardState()  # a replica that never voted nor saw a term
 
 
 class RaftNode:
@@ -185,7 +108,7 @@ class RaftNode:
         config: RaftConfig,
         rng: Randomness,
         *,
-        hard_state: HardState = HardState(),
+        hard_state: HardState = _NEW,
         entries: Sequence[Entry] = (),
         offset: int = 0,
         offset_term: int = 0,
