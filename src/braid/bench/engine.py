@@ -1,4 +1,5 @@
-"""`braid bench engine`: acknowledged patches/s of the durable engine against SQLite.
+"""`braid bench engine`: acknowledged patches/s and CPU per patch of the durable engine
+against SQLite.
 
 The workload: W concurrent writers, each the single owner of one document, each patching
 its document with 256-byte deltas one at a time (a patch is acknowledged only once durable).
@@ -11,6 +12,12 @@ For W in 1, 16, 64 it measures, in the same run and on the same disk:
   (update validation and JSON parsing, head-seq check), WAL journal, `synchronous=FULL`, one
   writer thread that takes every pending patch and commits them in one transaction
   (`executemany`), the same group commit braid does.
+
+CPU per op is the process's user+sys CPU time (every thread: the event loop, the engine's or
+SQLite's writer thread, the checkpoints, and the kernel work they ask for) from the first
+timed patch until the store is closed (so braid's checkpoint of what the run left, and
+SQLite's in its close, count), over the patches acknowledged: on cores shared with other
+work it drifts far less than ops/s does.
 
 Each (system, W) is run `--runs` times, alternating the systems so drift hits both; figures
 are medians over runs. Results are printed and written as JSON.
@@ -63,6 +70,7 @@ class RunResult:
     ops_per_second: float
     p50_ms: float
     p99_ms: float
+    cpu_us_per_op: float
 
 
 @dataclass
@@ -145,7 +153,9 @@ async def drive(
     return len(latencies), clock() - start, latencies
 
 
-def _result(system: str, writers: int, ops: int, elapsed: float, lat: list[float]) -> RunResult:
+def _result(
+    system: str, writers: int, ops: int, elapsed: float, cpu: float, lat: list[float]
+) -> RunResult:
     return RunResult(
         system,
         writers,
@@ -154,6 +164,7 @@ def _result(system: str, writers: int, ops: int, elapsed: float, lat: list[float
         round(ops / elapsed, 1),
         round(percentile(lat, 50) * 1000, 3),
         round(percentile(lat, 99) * 1000, 3),
+        round(cpu / ops * 1e6, 2),
     )
 
 
@@ -166,8 +177,11 @@ async def run_braid(directory: Path, writers: int, seconds: float) -> RunResult:
 
         for key in keys:
             await start_document(key)
+        cpu = time.process_time()
         ops, elapsed, latencies = await drive(store.patch, start_document, keys, seconds)
-    return _result("braid", writers, ops, elapsed, latencies)
+    # Closed: the checkpoint of what the run left is in, as SQLite's is in its close.
+    cpu = time.process_time() - cpu
+    return _result("braid", writers, ops, elapsed, cpu, latencies)
 
 
 # -- SQLite, done well -------------------------------------------------------------------------
@@ -251,10 +265,12 @@ async def run_sqlite(directory: Path, writers: int, seconds: float) -> RunResult
 
         for key in keys:
             await start_document(key)
+        cpu = time.process_time()
         ops, elapsed, latencies = await drive(service.patch, start_document, keys, seconds)
     finally:
         service.close()
-    return _result("sqlite", writers, ops, elapsed, latencies)
+    cpu = time.process_time() - cpu
+    return _result("sqlite", writers, ops, elapsed, cpu, latencies)
 
 
 # -- the benchmark ---------------------------------------------------------------------------------
@@ -286,7 +302,7 @@ def run(
                 print(
                     f"  {system:6s} writers={writers:3d} run {index + 1}/{runs}: "
                     f"{result.ops_per_second:10.0f} ops/s  p50 {result.p50_ms:.3f} ms  "
-                    f"p99 {result.p99_ms:.3f} ms"
+                    f"p99 {result.p99_ms:.3f} ms  CPU {result.cpu_us_per_op:.1f} us/op"
                 )
     return _report(summaries, writer_counts, fsync_p50, fsync_p99, seconds, runs, use_uvloop)
 
@@ -308,9 +324,11 @@ def _report(
             "braid_ops_per_second": ours.median("ops_per_second"),
             "braid_p50_ms": ours.median("p50_ms"),
             "braid_p99_ms": ours.median("p99_ms"),
+            "braid_cpu_us_per_op": ours.median("cpu_us_per_op"),
             "sqlite_ops_per_second": theirs.median("ops_per_second"),
             "sqlite_p50_ms": theirs.median("p50_ms"),
             "sqlite_p99_ms": theirs.median("p99_ms"),
+            "sqlite_cpu_us_per_op": theirs.median("cpu_us_per_op"),
         }
         row["ratio_vs_sqlite"] = round(
             row["braid_ops_per_second"] / row["sqlite_ops_per_second"], 3
@@ -361,8 +379,20 @@ def print_table(report: dict[str, object]) -> None:
             f"{row['sqlite_p99_ms']:.3f}",
             f"{row['ratio_vs_sqlite']:.2f}x",
         )
+    cpu = Table(title="CPU us per patch (user+sys, all threads)")
+    for column in ("writers", "braid", "sqlite", "braid/sqlite"):
+        cpu.add_column(column, justify="right")
+    for row in report["results"]:  # type: ignore[attr-defined]
+        braid_cpu, sqlite_cpu = row["braid_cpu_us_per_op"], row["sqlite_cpu_us_per_op"]
+        cpu.add_row(
+            str(row["writers"]),
+            f"{braid_cpu:.1f}",
+            f"{sqlite_cpu:.1f}",
+            f"{braid_cpu / sqlite_cpu:.2f}x",
+        )
     console = Console()
     console.print(table)
+    console.print(cpu)
     console.print(
         f"fsync floor p50 {report['fsync_p50_ms']} ms; single-writer braid p50 is "
         f"{report['single_writer_p50_over_fsync_p50']}x the fsync p50"
@@ -370,6 +400,12 @@ def print_table(report: dict[str, object]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "CPU us/op: this process's user+sys CPU time (all threads: the event loop, the "
+        "engine's or SQLite's writer thread, the checkpoints, and the kernel work they ask "
+        "for) from the first timed patch until the store is closed, in microseconds per "
+        "acknowledged patch."
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each run")
     parser.add_argument("--runs", type=int, default=3, help="runs per system and writer count")
     parser.add_argument(

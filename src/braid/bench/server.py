@@ -3,7 +3,11 @@
 A `braid serve` process on 127.0.0.1 (port picked by the OS) and this process as the client,
 so the two share the machine's cores as a real deployment's client and node would share a
 host. For 1, 16 and 64 requests in flight (one document per in-flight slot, one writer each)
-it measures acknowledged patches/s and gets/s with p50 and p99 latency.
+it measures acknowledged patches/s and gets/s with p50 and p99 latency, and the CPU each
+costs: user+sys CPU time per op of the server process (all its threads: event loop, WAL
+writer, checkpoints, and the kernel work they ask for; Linux: the process's CPU clock read
+from outside, once the server is idle, so that work a run sets off, such as a checkpoint every
+65,536 records, counts in that run) and, separately, of this client process.
 
 Floors measured in the same run:
 - echo: a raw asyncio echo server process answering frames of the same sizes as a patch
@@ -121,8 +125,8 @@ class _EchoClient(asyncio.Protocol):
 
 
 async def _echo_load(
-    address: str, request_bytes: int, in_flight: int, seconds: float
-) -> tuple[float, float, float]:
+    address: str, pid: int, request_bytes: int, in_flight: int, seconds: float
+) -> dict[str, float]:
     host, port = address.rsplit(":", 1)
     loop = asyncio.get_running_loop()
     transport, client = await loop.create_connection(_EchoClient, host, int(port))
@@ -137,7 +141,7 @@ async def _echo_load(
         transport.write(encode_frame(FrameType.REQUEST, stream, payload))
         await future
 
-    result = await _drive(lambda _slot, _seq: one(), in_flight, seconds)
+    result = await _drive("echo", lambda _slot, _seq: one(), in_flight, seconds, pid)
     transport.close()
     return result
 
@@ -145,33 +149,64 @@ async def _echo_load(
 # -- the driver ------------------------------------------------------------------------------
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User+sys CPU seconds process `pid` has used, all its threads (Linux: the process's
+    CPU clock, MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED); nanoseconds, not ticks)."""
+    return time.clock_gettime(((~pid) << 3) | 2)
+
+
+async def _quiet_cpu_seconds(pid: int, seconds_max: float = 10.0) -> float:
+    """Process `pid`'s CPU seconds once it is idle (under 1% of a core over 100 ms; waiting at
+    most `seconds_max`): the work a run set off, such as a checkpoint, counts in that run."""
+    deadline = time.monotonic() + seconds_max
+    used = process_cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        used, before = process_cpu_seconds(pid), used
+        if used - before < 0.001:
+            break
+    return used
+
+
 async def _drive(
-    call: Callable[[int, int], Awaitable[None]], in_flight: int, seconds: float
-) -> tuple[float, float, float]:
-    """`in_flight` workers call `call(slot, seq)` back to back; ops/s, p50 ms, p99 ms."""
+    kind: str,
+    call: Callable[[int, int], Awaitable[None]],
+    in_flight: int,
+    seconds: float,
+    pid: int,
+) -> dict[str, float]:
+    """`in_flight` workers call `call(slot, seq)` back to back against the server process
+    `pid`; the `kind`'s ops/s, p50 ms, p99 ms, and per op the server's and this client's
+    CPU us."""
     latencies: list[float] = []
     clock = time.perf_counter
-    deadline = clock() + seconds
+    server_cpu = await _quiet_cpu_seconds(pid)
+    start, client_cpu = clock(), time.process_time()
+    deadline = start + seconds
 
     async def worker(slot: int) -> None:
         seq = 2
         while clock() < deadline:
-            start = clock()
+            begun = clock()
             await call(slot, seq)
-            latencies.append(clock() - start)
+            latencies.append(clock() - begun)
             seq += 1
 
-    start = clock()
     await asyncio.gather(*(worker(slot) for slot in range(in_flight)))
-    elapsed = clock() - start
-    return (
-        len(latencies) / elapsed,
-        percentile(latencies, 50) * 1000,
-        percentile(latencies, 99) * 1000,
-    )
+    elapsed, client_cpu = clock() - start, time.process_time() - client_cpu
+    server_cpu = await _quiet_cpu_seconds(pid) - server_cpu
+    return {
+        f"{kind}_ops_per_second": round(len(latencies) / elapsed, 1),
+        f"{kind}_p50_ms": round(percentile(latencies, 50) * 1000, 3),
+        f"{kind}_p99_ms": round(percentile(latencies, 99) * 1000, 3),
+        f"{kind}_server_cpu_us_per_op": round(server_cpu / len(latencies) * 1e6, 2),
+        f"{kind}_client_cpu_us_per_op": round(client_cpu / len(latencies) * 1e6, 2),
+    }
 
 
-async def _braid_load(address: str, in_flight: int, seconds: float, run: int) -> dict[str, float]:
+async def _braid_load(
+    address: str, pid: int, in_flight: int, seconds: float, run: int
+) -> dict[str, float]:
     async with braid.connect([address], secret=SECRET, timeout=30) as client:
         keys = [Key("bench", f"r{run}-n{in_flight}-s{slot}") for slot in range(in_flight)]
         for key in keys:
@@ -189,16 +224,9 @@ async def _braid_load(address: str, in_flight: int, seconds: float, run: int) ->
         async def get(slot: int, seq: int) -> None:
             await client.get(keys[slot])
 
-        patch_rate, patch_p50, patch_p99 = await _drive(patch, in_flight, seconds)
-        get_rate, get_p50, get_p99 = await _drive(get, in_flight, seconds)
-    return {
-        "patch_ops_per_second": round(patch_rate, 1),
-        "patch_p50_ms": round(patch_p50, 3),
-        "patch_p99_ms": round(patch_p99, 3),
-        "get_ops_per_second": round(get_rate, 1),
-        "get_p50_ms": round(get_p50, 3),
-        "get_p99_ms": round(get_p99, 3),
-    }
+        patched = await _drive("patch", patch, in_flight, seconds, pid)
+        got = await _drive("get", get, in_flight, seconds, pid)
+    return patched | got
 
 
 def _sizes() -> tuple[int, int]:
@@ -234,28 +262,18 @@ def run(in_flight_counts: list[int], seconds: float, runs: int, root: Path) -> d
         node_ready,
     )
     rows: list[dict[str, float]] = []
+    raw: list[dict[str, float]] = []
     try:
         for count in in_flight_counts:
             samples = []
             for index in range(runs):
-                echo_rate, echo_p50, echo_p99 = run_loop(
-                    _echo_load(echo_address, request_bytes, count, seconds)
-                )
+                echoed = run_loop(_echo_load(echo_address, echo.pid, request_bytes, count, seconds))
                 fsyncs += fsync_samples(root)
-                measured = run_loop(_braid_load(address, count, seconds, index))
-                measured.update(
-                    echo_ops_per_second=round(echo_rate, 1),
-                    echo_p50_ms=round(echo_p50, 3),
-                    echo_p99_ms=round(echo_p99, 3),
-                )
+                measured = run_loop(_braid_load(address, node.pid, count, seconds, index))
+                measured.update(echoed)
                 samples.append(measured)
-                print(
-                    f"  in flight {count:3d} run {index + 1}/{runs}: "
-                    f"patch {measured['patch_ops_per_second']:9.0f}/s "
-                    f"p50 {measured['patch_p50_ms']:.3f} ms | get "
-                    f"{measured['get_ops_per_second']:9.0f}/s p50 {measured['get_p50_ms']:.3f} ms"
-                    f" | echo {echo_rate:9.0f}/s p50 {echo_p50:.3f} ms"
-                )
+                raw.append({"in_flight": count, "run": index + 1, **measured})
+                _print_run(measured, count, index, runs)
             row = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
             row["in_flight"] = count
             rows.append(row)
@@ -279,7 +297,19 @@ def run(in_flight_counts: list[int], seconds: float, runs: int, root: Path) -> d
             round(single["patch_p50_ms"] / floor, 2) if single and floor else None
         ),
         "results": rows,
+        "raw": raw,
     }
+
+
+def _print_run(measured: dict[str, float], count: int, index: int, runs: int) -> None:
+    parts = [
+        f"{kind} {measured[f'{kind}_ops_per_second']:9.0f}/s "
+        f"p50 {measured[f'{kind}_p50_ms']:.3f} ms "
+        f"CPU {measured[f'{kind}_server_cpu_us_per_op']:.1f}+"
+        f"{measured[f'{kind}_client_cpu_us_per_op']:.1f} us"
+        for kind in ("patch", "get", "echo")
+    ]
+    print(f"  in flight {count:3d} run {index + 1}/{runs}: " + " | ".join(parts))
 
 
 def print_table(report: dict[str, object]) -> None:
@@ -312,8 +342,26 @@ def print_table(report: dict[str, object]) -> None:
             f"{row['echo_ops_per_second']:,.0f}",
             f"{row['echo_p50_ms']:.3f}",
         )
+    cpu = Table(title="CPU us per op (user+sys): the server process, this client process")
+    for column in ("in flight", "patch server", "client", "get server", "client", "echo server"):
+        cpu.add_column(column, justify="right")
+    for row in report["results"]:  # type: ignore[attr-defined]
+        cpu.add_row(
+            str(int(row["in_flight"])),
+            *(
+                f"{row[f'{kind}_{side}_cpu_us_per_op']:.1f}"
+                for kind, side in (
+                    ("patch", "server"),
+                    ("patch", "client"),
+                    ("get", "server"),
+                    ("get", "client"),
+                    ("echo", "server"),
+                )
+            ),
+        )
     console = Console()
     console.print(table)
+    console.print(cpu)
     console.print(
         f"fsync p50 {report['fsync_p50_ms']} ms; single-request patch p50 is "
         f"{report['single_patch_p50_over_echo_plus_fsync']}x (echo p50 + fsync p50)"
@@ -321,6 +369,12 @@ def print_table(report: dict[str, object]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "CPU us per op: user+sys CPU time over the ops of a run, in microseconds, of the "
+        "server process (all its threads: event loop, WAL writer, checkpoints, and the kernel "
+        "work they ask for, until it is idle again; read from its process CPU clock, Linux) "
+        "and, separately, of the client (this process)."
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each run")
     parser.add_argument("--runs", type=int, default=3, help="runs per in-flight count")
     parser.add_argument(
