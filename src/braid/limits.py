@@ -85,6 +85,23 @@ client_backoff_seconds_max = 0.5  # ... up to this
 client_deadline_sweep_seconds = 0.05  # requests' deadlines are honoured within this
 client_requests_per_write_max = 16  # requests coalesced into one transport write
 
+# Replication (braid.core.raft, braid.core.multiraft). Time is counted in ticks of
+# `raft_tick_seconds`, chosen for 127.0.0.1-class networks. A follower refuses votes for
+# `raft_election_ticks` after it last heard from its leader (timeouts are randomized in
+# [election, 2 * election)); a leader's read lease lasts `raft_lease_ticks` from the send of
+# the latest message a majority answered. With any two hosts' clocks running at rates within
+# `raft_clock_drift_max` of each other, and a tick's granularity on each side, the lease ends
+# before any follower's refusal does: lease <= election * (1 - drift) - 1.
+raft_tick_seconds = 0.02
+raft_election_ticks = 10
+raft_heartbeat_ticks = 1
+raft_lease_ticks = 8
+raft_clock_drift_max = 0.1  # relative: the simulators drift each clock by up to 5%
+raft_inflight_max = 64  # appends in flight to one follower
+raft_append_entries_max = 256  # entries in one append
+raft_quiesce_ticks = 5  # a multi-Raft host's group idle this long goes quiet
+raft_commit_bound_ticks = 25  # a proposal without a durable majority this long: catastrophic
+
 assert space_bytes_min <= space_bytes_max
 assert key_bytes_max < 1024
 assert json_bytes_max * 2 + request_bytes_max + who_bytes_max < wal_record_payload_bytes_max
@@ -129,3 +146,8 @@ assert (
 assert json_bytes_max * utf8_bytes_per_character_max + request_envelope_bytes_max <= (
     frame_bytes_max
 )
+assert 1 <= raft_heartbeat_ticks < raft_lease_ticks
+assert raft_lease_ticks <= raft_election_ticks * (1 - raft_clock_drift_max) - 1
+assert raft_quiesce_ticks > raft_heartbeat_ticks
+# A write waits for its durable majority across at least one failover before it is failed.
+assert raft_commit_bound_ticks > 2 * raft_election_ticks

@@ -26,6 +26,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from braid import limits
 from braid.core.multiraft.host import Host
 from braid.core.multiraft.messages import Envelope
 from braid.core.raft.messages import Message
@@ -114,7 +115,7 @@ class _Hosts:
     """Three hosts, each with a replica of every partition, wired through the codec."""
 
     def __init__(self, partitions: int) -> None:
-        config = RaftConfig(quiesce_ticks=5)
+        config = RaftConfig(quiesce_ticks=limits.raft_quiesce_ticks)
         self.hosts = {h: Host(h, config, random.Random(h)) for h in (1, 2, 3)}
         for host in self.hosts.values():
             for group in range(partitions):

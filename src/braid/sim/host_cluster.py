@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from braid import limits
 from braid.core.document import DocumentLog
 from braid.core.multiraft.host import Host
 from braid.core.multiraft.messages import Envelope, GroupId, HostId
@@ -57,7 +58,7 @@ from braid.sim.raft_cluster import _VARIANTS, TICK_SECONDS, Broken, CheckFailed
 __all__ = ["BrokenHost", "HostFaults", "HostRunResult", "HostSweep", "run_seed", "sweep"]
 
 EVENTS_MAX = 2_000_000
-COMMIT_BOUND_TICKS = 25  # a proposal without a durable majority this long: catastrophic
+COMMIT_BOUND_TICKS = limits.raft_commit_bound_ticks
 SIMULATED_TICKS = 300.0
 
 
@@ -93,9 +94,7 @@ class _Simulation:
         if failover_only:
             self.faults = HostFaults(0.0, 0.0, 0.25, 0.25, 0.05, False, True, False)
         self.failover_only = failover_only
-        self.config = RaftConfig(
-            election_ticks=10, heartbeat_ticks=1, lease_ticks=8, quiesce_ticks=5
-        )
+        self.config = RaftConfig(quiesce_ticks=limits.raft_quiesce_ticks)
         self.node_class: type[RaftNode] = _VARIANTS[broken]
         self.host_class = HOSTS[broken_host]
         self.broken_host = broken_host

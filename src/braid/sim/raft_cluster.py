@@ -42,12 +42,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from braid import limits
 from braid.core.raft.messages import Entry, Message, Vote, VoteReply
 from braid.core.raft.node import HardState, NodeId, NotLeader, RaftConfig, RaftNode, Role
 
 # The tick the real node will use on 127.0.0.1-class networks (election timeout 10 ticks,
 # randomized to 10..20; lease 8): failover figures are reported in it.
-TICK_SECONDS = 0.02
+TICK_SECONDS = limits.raft_tick_seconds
 EVENTS_MAX = 1_000_000  # a run that needs more is a message storm (each is far below it)
 
 
@@ -202,7 +203,7 @@ class _Simulation:
             self.faults = self.faults_drawn = Faults(
                 0.0, 0.0, 0.25, 0.25, 0.05, False, True, False, self.faults.compact_after
             )
-        self.config = RaftConfig(election_ticks=10, heartbeat_ticks=1, lease_ticks=8)
+        self.config = RaftConfig()  # braid.limits' timings
         self.node_class = _VARIANTS[broken]
         self.now = 0.0
         self.events: list[tuple[float, int, Callable[[], None]]] = []

@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from braid import limits
 from braid.core.raft.messages import Entry, Message
 
 NodeId = int
@@ -30,11 +31,13 @@ class Role(enum.Enum):
 
 @dataclass(frozen=True)
 class RaftConfig:
-    election_ticks: int = 10
-    heartbeat_ticks: int = 1
-    lease_ticks: int = 8  # below election_ticks by the clock-drift bound
-    inflight_max: int = 64  # appends in flight to one follower
-    append_entries_max: int = 256  # entries in one append
+    """The defaults and their argument are in `braid.limits` ("Replication")."""
+
+    election_ticks: int = limits.raft_election_ticks
+    heartbeat_ticks: int = limits.raft_heartbeat_ticks
+    lease_ticks: int = limits.raft_lease_ticks  # below election_ticks by the drift bound
+    inflight_max: int = limits.raft_inflight_max  # appends in flight to one follower
+    append_entries_max: int = limits.raft_append_entries_max  # entries in one append
     quiesce_ticks: int = 0  # idle this long, a leader quiesces its group (0: never)
 
     def __post_init__(self) -> None:
