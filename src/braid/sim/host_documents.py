@@ -13,8 +13,8 @@ Checked on the client's history:
   it started;
 - replicas agree: two replicas that applied a group's log through the same index hold the
   same documents (the partition digests are equal), so apply is deterministic;
-- a write's outcome is what the client was told: refused writes never appear, and a write
-  told "not applied, safe to retry" never appears either.
+- a write's outcome is what the client was told: a write whose refusal was final (not
+  applied, safe to retry; or failed at apply) never appears.
 
 The client writes one document at a time per key (one writer per document), and after an
 outcome it cannot know (its leader lost leadership or crashed) it reads the head before
@@ -208,7 +208,7 @@ class DocumentClient:
                 self.acknowledged.setdefault(key, {})[write.update.seq_begin] = write.update
                 self.known_head[key] = write.update.seq_end
                 acknowledged.append(write)
-            elif "was not applied" in completion.error.detail:
+            elif completion.settled:  # a final refusal: the write never took effect
                 self.not_applied.setdefault(key, set()).add(write.id)
                 self.known_head[key] = None
             else:
