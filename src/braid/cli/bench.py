@@ -1,6 +1,6 @@
 """`braid bench`: benchmarks (they print figures and write JSON; they are not tests).
 
-`braid bench engine`, `braid bench server` and `braid bench core` take their options from
+`braid bench engine`, `server`, `core` and `transfer` take their options from
 the benchmark module's `add_arguments` and run its `main(args)`.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from braid.bench import core, engine, server
+from braid.bench import core, engine, server, transfer
 
 if TYPE_CHECKING:
     from braid.cli.common import Subparsers
@@ -23,6 +23,7 @@ def register(subparsers: Subparsers) -> None:
         ("engine", engine, "acknowledged patches/s of the durable engine against SQLite"),
         ("server", server, "patches and gets/s through the client against braid serve"),
         ("core", core, "committed entries/s and CPU per entry of the pure Raft core"),
+        ("transfer", transfer, "documents/s and MB/s of braid export and braid import"),
     ):
         parser = commands.add_parser(
             name, help=text, description=(module.__doc__ or "").split("\n\n")[0]
