@@ -126,14 +126,49 @@ class Update(msgspec.Struct, frozen=True, array_like=True, gc=False):
     asset_bytes: int = 0
     kind: str = ""
 
+    @classmethod
+    def of(
+        cls,
+        seq_begin: int,
+        redo: JsonValue,
+        undo: JsonValue = None,
+        *,
+        seq_end: int | None = None,
+        who: str = "",
+        request: str = "",
+        active: bool = False,
+        asset_bytes: int = 0,
+        kind: str = "",
+    ) -> Update:
+        """An update from parsed JSON: `redo` and `undo` (default: an empty patch) are JSON
+        values, encoded here into the text the write path keeps; seq_end defaults to
+        seq_begin."""
+        end = seq_begin if seq_end is None else seq_end
+        undo_text = "{}" if undo is None else to_json(undo)
+        return cls(
+            seq_begin, end, who, request, to_json(redo), undo_text, active, asset_bytes, kind
+        )
+
+    def redo_json(self) -> JsonValue:
+        """`redo`, parsed."""
+        return _json_decoder.decode(self.redo)
+
+    def undo_json(self) -> JsonValue:
+        """`undo`, parsed."""
+        return _json_decoder.decode(self.undo)
+
 
 class DocumentChange(msgspec.Struct, frozen=True):
     """What get and compute answer: a JSON text, the seq it stands at, and how many deltas
-    were read to produce it."""
+    were read to produce it. `json()` parses the text for a caller who wants the value."""
 
     document: str
     seq: int
     reads: int
+
+    def json(self) -> JsonValue:
+        """The document (or patch), parsed."""
+        return _json_decoder.decode(self.document)
 
 
 class ComputeMethod(enum.Enum):
