@@ -7,10 +7,14 @@ shutting down) are held while they are asked about.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 import braid
 from braid import limits
@@ -85,6 +89,44 @@ async def test_a_stalled_event_loop_is_unhealthy(tmp_path: Path) -> None:
             ]
             again = await asyncio.to_thread(http_get, endpoint.port, "/healthz")
             assert again == (200, "ok: serving\n")
+            await server.shutdown()
+    finally:
+        endpoint.close()
+
+
+async def test_a_failed_log_is_unhealthy_and_not_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a log write fails (an injected EIO), the node refuses every request with
+    WAL_FAILED until it restarts: /healthz and /readyz are 503 saying so, and the metrics
+    show braid_wal_failed 1 (0 before)."""
+    endpoint = MetricsEndpoint(HOST, 0)
+    endpoint.start()
+    try:
+        async with braid.open(tmp_path / "store") as store:
+            server = NodeServer(store, ServerConfig(cluster="braid", secret=SECRET))
+            await server.start(HOST, 0)
+            endpoint.attach(server, store)
+            _, metrics = await asyncio.to_thread(http_get, endpoint.port, "/metrics")
+            assert "braid_wal_failed 0.0" in metrics
+            key = braid.Key("space-one", "doc")
+            await store.initialize(key, braid.Update.of(1, {"a": 1}))
+
+            def failing(fd: int, data: bytes | memoryview, offset: int) -> int:
+                raise OSError(errno.EIO, "injected I/O error")
+
+            monkeypatch.setattr(os, "pwrite", failing)
+            with pytest.raises(braid.BraidError) as caught:
+                await store.patch(key, [braid.Update.of(2, {"b": 2})])
+            assert caught.value.name == "WAL_FAILED"
+            monkeypatch.undo()
+            health = await asyncio.to_thread(http_get, endpoint.port, "/healthz")
+            ready = await asyncio.to_thread(http_get, endpoint.port, "/readyz")
+            _, metrics = await asyncio.to_thread(http_get, endpoint.port, "/metrics")
+            failed = "the write-ahead log failed (a write or fsync error)"
+            assert health[0] == 503 and health[1].startswith(failed), health
+            assert ready[0] == 503 and ready[1].startswith("not ready: " + failed), ready
+            assert "braid_wal_failed 1.0" in metrics
             await server.shutdown()
     finally:
         endpoint.close()

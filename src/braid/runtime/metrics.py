@@ -16,9 +16,11 @@ too; the node's figures join once it is composed (`attach`). Besides /metrics:
 
 - `/healthz`: 200 while the node can do its work: during recovery (which is work), and once
   serving while its event loop turns (a loop that does not run a callback within
-  `limits.health_loop_seconds_max` is 503, naming how long it was waited for);
+  `limits.health_loop_seconds_max` is 503, naming how long it was waited for) and its
+  write-ahead log has not failed (then every request is refused until a restart: 503);
 - `/readyz`: 200 only when the node is ready for clients: its store recovered and it
-  serving on its address; 503 saying why not (recovering the store, shutting down).
+  serving on its address; 503 saying why not (recovering the store, shutting down, its
+  write-ahead log failed).
 
 Each answers one line of text saying what it found. A connection whose first bytes are not
 an HTTP request line (a braid client pointed at this port) is answered at once with `400
@@ -70,6 +72,11 @@ _STORE_FIGURES = {
     "wal_sync_seconds_total": ("Seconds spent writing and fsyncing log batches.", True),
     "wal_disk_full_total": ("Log writes refused because the disk was full.", True),
     "wal_segments": ("Log segment files held (not yet released).", False),
+    "wal_failed": (
+        "1 once the write-ahead log failed (a write or fsync error): every request is "
+        "refused with WAL_FAILED until the node restarts; /healthz and /readyz say so.",
+        False,
+    ),
     "wal_durable_lsn": ("Highest log sequence number known durable.", False),
     "checkpoints_total": ("Checkpoints of the log into the applied state.", True),
     "checkpoint_failures_total": ("Checkpoints that failed (logged; retried later).", True),
@@ -232,6 +239,12 @@ class _MetricsServer(ThreadingWSGIServer):
     address_family = socket.AF_INET
 
 
+_LOG_FAILED = (
+    "the write-ahead log failed (a write or fsync error): every request is refused with "
+    "WAL_FAILED until the node is restarted"
+)
+
+
 class MetricsEndpoint:
     """The metrics and health endpoint: its port bound at construction, served from
     `start`, the node's figures and readiness from `attach`."""
@@ -261,6 +274,7 @@ class MetricsEndpoint:
         self.port: int = self.server.server_port
         self._thread: threading.Thread | None = None
         self._node: NodeServer | None = None
+        self._store: Store | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -280,6 +294,7 @@ class MetricsEndpoint:
         /readyz and /healthz from it."""
         self.registry.register(NodeCollector(node, store))
         self._loop = asyncio.get_running_loop()
+        self._store = store
         self._node = node
 
     def close(self) -> None:
@@ -302,7 +317,12 @@ class MetricsEndpoint:
         seconds = limits.health_loop_seconds_max
         if not turned.wait(seconds):
             return False, f"the node's event loop did not run a callback within {seconds} s"
+        if self._log_failed():
+            return False, _LOG_FAILED
         return True, "ok: serving"
+
+    def _log_failed(self) -> bool:
+        return self._store is not None and self._store.durable.log_failed
 
     def readiness(self) -> tuple[bool, str]:
         """Whether clients should be sent here: recovered and serving."""
@@ -311,6 +331,8 @@ class MetricsEndpoint:
             return False, "not ready: recovering the store"
         if not node.ready:
             return False, "not ready: shutting down"
+        if self._log_failed():
+            return False, "not ready: " + _LOG_FAILED
         return True, f"ready: serving on {node.address}"
 
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -377,6 +377,12 @@ class DurableEngine:
 
     # -- figures for metrics ----------------------------------------------------------------
 
+    @property
+    def log_failed(self) -> bool:
+        """The write-ahead log failed (a write or fsync error): every write and read is
+        refused with WAL_FAILED until the store is reopened."""
+        return self._wal is not None and self._wal.failed
+
     def figures(self) -> dict[str, float]:
         """Counters and gauges for the metrics endpoint (cheap: no I/O)."""
         wal = self._wal
@@ -397,6 +403,7 @@ class DurableEngine:
                 "wal_disk_full_total": wal.disk_full_total,
                 "wal_segments": wal.segment_count(),
                 "wal_durable_lsn": wal.durable_lsn,
+                "wal_failed": float(wal.failed),
             }
         return figures
 
