@@ -44,9 +44,11 @@ class Disk(Protocol):
         sees them now, durable or not."""
         ...
 
-    def create(self, path: str, size: int) -> None:
-        """A new file of `size` zero bytes (its blocks allocated), synced; its name is
-        durable after `sync_directory`. Raises FileExistsError if `path` exists."""
+    def create(self, path: str, size: int, *, synced: bool = True) -> None:
+        """A new file of `size` zero bytes (its blocks allocated), synced — or, with
+        `synced=False`, durable only at the caller's next `sync` of it (one sync then
+        covers the zeros and what was written since); its name is durable after
+        `sync_directory`. Raises FileExistsError if `path` exists."""
         ...
 
     def write(self, path: str, offset: int, data: bytes | memoryview) -> None:

@@ -213,3 +213,30 @@ def test_a_scattered_tear_keeps_any_of_the_last_writes_sectors() -> None:
         if pieces[0] == bytes(256) and pieces[-1] == b"\x01" * 256:
             first_lost_later_kept = True
     assert first_lost_later_kept
+
+
+def test_an_unsynced_create_is_whole_after_its_next_sync(disk: Disk) -> None:
+    """create(synced=False) gives the same zero-filled file; a write and one sync later the
+    zeros and the write are both there (one sync covers both)."""
+    disk.create("seg", 16, synced=False)
+    assert disk.read("seg") == bytes(16)
+    disk.write("seg", 0, b"head")
+    disk.sync("seg")
+    assert disk.read("seg") == b"head" + bytes(12)
+
+
+def test_a_crash_before_the_sync_of_an_unsynced_create_may_lose_its_zeros() -> None:
+    """On the simulated disk, the zeros of create(synced=False) are pending like any write:
+    a crash before the sync may keep none of them (the file comes back shorter), while a
+    synced create's zeros always survive whole."""
+    sizes = set()
+    for seed in range(20):
+        disk = SimDisk()
+        disk.create("kept", 8)
+        disk.create("seg", 16, synced=False)
+        disk.sync_directory("")
+        disk.crash(random.Random(seed))
+        assert disk.read("kept") == bytes(8)
+        assert set(disk.read("seg")) <= {0}
+        sizes.add(disk.size("seg"))
+    assert min(sizes) < 16 and max(sizes) == 16, sizes

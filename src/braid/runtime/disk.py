@@ -53,13 +53,14 @@ class RealDisk:
                 handle.seek(offset)
             return handle.read(-1 if length is None else length)
 
-    def create(self, path: str, size: int) -> None:
+    def create(self, path: str, size: int, *, synced: bool = True) -> None:
         fd = os.open(self._path(path), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             remaining = size
             while remaining > 0:
                 remaining -= os.write(fd, _ZEROS[: min(remaining, len(_ZEROS))])
-            os.fdatasync(fd)
+            if synced:
+                os.fdatasync(fd)
         except BaseException:
             os.close(fd)
             self._path(path).unlink()

@@ -88,7 +88,7 @@ class SimDisk:
         end = len(current) if length is None else offset + length
         return bytes(current[offset:end])
 
-    def create(self, path: str, size: int) -> None:
+    def create(self, path: str, size: int, *, synced: bool = True) -> None:
         self._step()
         parent, name = _split(path)
         folder = self._directory(parent)
@@ -96,7 +96,10 @@ class SimDisk:
             raise FileExistsError(errno.EEXIST, "file exists", path)
         self._allocate(size)
         inode = self._new_inode()
-        self._files[inode] = _File(bytearray(size), bytearray(size))  # data synced at once
+        if synced:
+            self._files[inode] = _File(bytearray(size), bytearray(size))  # synced at once
+        else:  # the zeros are one pending write, durable at the next sync (or torn)
+            self._files[inode] = _File(bytearray(), bytearray(size), [(0, bytes(size))])
         self._change(folder, "create", name, inode)
 
     def make_directory(self, path: str) -> None:

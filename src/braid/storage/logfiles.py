@@ -366,7 +366,7 @@ class LogFiles:
         that a store's applied state never exists without a log beside it."""
         disk = self.disk
         size = self.segment_bytes
-        disk.create(SPARE_PART_NAME, size)
+        disk.create(SPARE_PART_NAME, size, synced=False)  # one sync below covers both
         disk.write(SPARE_PART_NAME, 0, encode_segment_header(SegmentHeader(1, 1, 1, size)))
         disk.sync(SPARE_PART_NAME)
         disk.rename(SPARE_PART_NAME, segment_name(1))
