@@ -655,8 +655,9 @@ class _Simulation:
             return  # its term's first entry is not applied yet: it answers nothing
         if self.client.known_head.get(key, 0) is None or self.rng.random() < 0.2:
             if host.lease_valid(group):
-                self.client.read(group, key, host)
-                self.figures["reads"] += 1
+                compute = self.rng.random() < 0.5
+                self.client.read(group, key, host, compute=compute)
+                self.figures["computes" if compute else "reads"] += 1
             return
         try:
             sent = self.client.write(group, key, host, machine.incarnation, self.now)

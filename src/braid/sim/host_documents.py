@@ -9,8 +9,8 @@ Checked on the client's history:
 
 - no acknowledged write lost: every acknowledged delta is in its document, at its seq, on
   every replica that has applied that far (and the entry-level checker sees the same);
-- no stale read: a read served under a leader's lease sees every write acknowledged before
-  it started;
+- no stale read: a read (get, or compute of the head patch) served under a leader's lease
+  sees every write acknowledged before it started, and the two reads agree;
 - replicas agree: two replicas that applied a group's log through the same index hold the
   same documents (the partition digests are equal), so apply is deterministic;
 - a write's outcome is what the client was told: a write whose refusal was final (not
@@ -36,7 +36,7 @@ from braid.core.raft.messages import Entry
 from braid.core.raft.node import Role
 from braid.core.wal.ops import InitOp, Op, PatchOp
 from braid.errors import DOCUMENT_NOT_FOUND, BraidError
-from braid.model import Key, Update
+from braid.model import ComputeMethod, Key, Update
 from braid.sim.raft_cluster import CheckFailed
 
 KEYS_PER_GROUP = 3
@@ -227,11 +227,18 @@ class DocumentClient:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def read(self, group: GroupId, key: Key, host: Host) -> None:
-        """A read at the leader under its lease: it must see every acknowledged write."""
+    def read(self, group: GroupId, key: Key, host: Host, *, compute: bool = False) -> None:
+        """A read at the leader under its lease — a get, or a compute of the head patch from
+        seq 0 (which must be the document itself) — must see every acknowledged write."""
         partition = self.partition_of(host, group)
         try:
-            seq = partition.get(key).seq
+            if compute:
+                change = partition.compute(key, ComputeMethod.HEAD_PATCH, 0)
+                if change.json() != partition.get(key).json():
+                    raise CheckFailed("reads agree", f"{key}: compute(HEAD_PATCH, 0) != get")
+                seq = change.seq
+            else:
+                seq = partition.get(key).seq
         except BraidError as error:
             if error.code != DOCUMENT_NOT_FOUND.code:
                 raise

@@ -358,7 +358,7 @@ class Host:
             self._quiet[group] = None
             self.counters.quiesced += 1
         elif not node.quiet and group in self._quiet:
-            node.wake([peer_id for peer_id, peer in self._peers.items() if not peer.silent])
+            node.wake()
             del self._quiet[group]
             self._active[group] = None
             self.counters.wakes += 1

@@ -55,7 +55,7 @@ What it does (the Raft paper, with etcd's and the dissertation's additions):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 from braid.core.raft.log import RaftLog
 from braid.core.raft.messages import (
@@ -343,18 +343,19 @@ class RaftNode:
         else:
             self._election_elapsed = leader_silent
 
-    def wake(self, live: Collection[NodeId] = ()) -> None:
+    def wake(self) -> None:
         """Be an ordinary replica again (after `sync`): ticked, heartbeating or counting
-        toward an election. A leader heartbeats at its next tick, and counts the followers
-        whose hosts it hears (`live`) as active toward its next check-quorum."""
+        toward an election. A leader heartbeats at its next tick and starts a check-quorum
+        interval: a follower counts as active once it answers within it (quiet, it answered
+        nothing of its own: its host's beats stood in)."""
         self.quiet = False
         self._idle_ticks = 0
         if self.role is Role.LEADER:
             self._election_elapsed = 0
             self._heartbeat_elapsed = self.config.heartbeat_ticks
-            for peer, progress in self._progress.items():
+            for progress in self._progress.values():
                 progress.quiet = False
-                progress.recent_active = peer in live
+                progress.recent_active = False
 
     def _idle(self) -> bool:
         """(Leader) nothing to do: every log matches ours, all of it durable and committed."""
