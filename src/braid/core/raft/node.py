@@ -149,6 +149,7 @@ class RaftNode:
         self.quiet = False  # quiesced: not ticked, sends nothing of its own (module text)
         self._idle_ticks = 0  # (leader) ticks for which the group has had nothing to do
         self._quiesce_from = 0  # (leader) the tick its current quiescing heartbeats began
+        self._quiet_ctx = 0  # (follower) the send tick of the heartbeat that quieted it
         self._rescan_configs()
 
     # -- queries ----------------------------------------------------------------------------
@@ -442,6 +443,7 @@ class RaftNode:
         self.role = Role.FOLLOWER
         self.leader = leader
         self.quiet = False
+        self._quiet_ctx = 0
         self._election_elapsed = 0
         self._timeout = self._random_timeout()
         self._votes = {}
@@ -530,7 +532,8 @@ class RaftNode:
 
     def _on_append(self, source: NodeId, message: Append) -> None:
         self._heard_from_leader(source)
-        self.quiet = False
+        if message.ctx >= self._quiet_ctx:
+            self.quiet = False  # sent after the heartbeat that quieted it: the leader woke
         log = self.log
         if message.prev_index < log.committed:
             # Already committed here: say how far it matches durably (the entries after are
@@ -571,12 +574,12 @@ class RaftNode:
     def _on_snapshot(self, source: NodeId, message: Snapshot) -> None:
         """The leader no longer holds the entries this replica needs: take its position."""
         self._heard_from_leader(source)
-        self.quiet = False
         log = self.log
         if message.index <= log.committed:
             durable = min(log.committed, log.persisted)
             self._send(source, AppendReply(self.term, durable))
-            return
+            return  # nothing new (a quiet replica stays quiet: the snapshot is an old one)
+        self.quiet = False
         if log.matches(message.index, message.snapshot_term):
             # The entries are here already: they match the leader's through that index.
             log.commit_to(message.index)
@@ -596,8 +599,13 @@ class RaftNode:
         log = self.log
         log.commit_to(min(message.commit, log.last_index))
         # Quiet only with nothing left to do: the log matches the leader's through the
-        # commit (heartbeats carry a commit no higher than the match), all of it durable.
-        self.quiet = message.quiesce and message.commit == log.last_index == log.persisted
+        # commit (heartbeats carry a commit no higher than the match), all of it durable. A
+        # heartbeat sent before the one that quieted it (delayed, duplicated) changes nothing:
+        # the leader counts on it staying quiet until a later message wakes it.
+        if not self.quiet or message.ctx >= self._quiet_ctx:
+            self.quiet = message.quiesce and message.commit == log.last_index == log.persisted
+            if self.quiet:
+                self._quiet_ctx = message.ctx
         reply = HeartbeatReply(self.term, message.ctx, log.last_index, quiet=self.quiet)
         self._send(source, reply)
 
@@ -607,8 +615,10 @@ class RaftNode:
         quiesce_ticks = self.config.quiesce_ticks
         if quiesce_ticks:
             self._idle_ticks = self._idle_ticks + 1 if self._idle() else 0
-            if self._idle_ticks == quiesce_ticks:
+            if self._idle_ticks == quiesce_ticks:  # a round of quiescing heartbeats begins
                 self._quiesce_from = self.ticks
+                for progress in self._progress.values():
+                    progress.quiet = False  # only this round's answers count
         quiesce = bool(quiesce_ticks) and self._idle_ticks >= quiesce_ticks
         self._heartbeat_elapsed += 1
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
@@ -648,8 +658,11 @@ class RaftNode:
             return
         progress = self._heard_from_follower(source, message.ctx)
         progress.snapshot_sent = 0  # answered (installed, or it says where its log stands)
-        progress.quiet = False  # it took an append: awake, however old the append was
-        self.quiet = False
+        if message.ctx >= self._quiesce_from:
+            # It took an append sent since this round began: it is awake, and so is the
+            # group (an older append did not wake it: see _on_append).
+            progress.quiet = False
+            self.quiet = False
         if message.reject:
             # Only a reply to the probe (or to the oldest append in flight) moves next back.
             if message.index != progress.next - 1 and not progress.probing:
