@@ -38,11 +38,11 @@ def test_one_seed_replays_with_its_trace() -> None:
 
 def test_the_host_simulator_runs_from_the_command_and_a_broken_host_fails() -> None:
     """`braid sim --groups 8`: green on three seeds with failover lines for quiet groups;
-    with a host that extends quiet leases from any beat, exit 1 naming the lease checker and
-    the replay command."""
+    with a host that serves reads from any replica without a lease, exit 1 naming the
+    stale-read checker and the replay command."""
     green = braid("sim", "--groups", "8", "--seeds", "3")
     assert green.returncode == 0, green.stderr
     assert "3 hosts x 8 groups" in green.stdout and "every checker green" in green.stdout
-    broken = braid("sim", "--groups", "8", "--seeds", "100", "--broken-host", "lease-from-any-beat")
+    broken = braid("sim", "--groups", "8", "--seeds", "20", "--broken-host", "read-anywhere")
     assert broken.returncode == 1
-    assert "(lease safety)" in broken.stdout and "replay: braid sim --groups 8" in broken.stdout
+    assert "(stale read)" in broken.stdout and "replay: braid sim --groups 8" in broken.stdout
