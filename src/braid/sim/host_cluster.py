@@ -30,7 +30,6 @@ messages the hosts send.
 
 from __future__ import annotations
 
-import heapq
 import random
 import time
 from collections import Counter
@@ -53,7 +52,8 @@ from braid.sim.host_documents import (
     encode_summary,
 )
 from braid.sim.host_world import HOSTS, BrokenHost, Disk, HostFaults, Machine
-from braid.sim.raft_cluster import _VARIANTS, TICK_SECONDS, Broken, CheckFailed
+from braid.sim.raft_cluster import _VARIANTS, TICK_SECONDS, Broken
+from braid.sim.world import CheckFailed, World, failover_figures
 
 __all__ = ["BrokenHost", "HostFaults", "HostRunResult", "HostSweep", "run_seed", "sweep"]
 
@@ -73,7 +73,7 @@ class HostRunResult:
     quiet_failovers: list[float]  # those of groups that were quiet when the host crashed
 
 
-class _Simulation:
+class _Simulation(World):
     def __init__(
         self,
         seed: int,
@@ -85,11 +85,8 @@ class _Simulation:
         tracing: bool = False,
         failover_only: bool = False,
     ) -> None:
-        self.seed = seed
-        self.rng = rng = random.Random(seed)
-        self.tracing = tracing
-        self.trace: list[str] = []
-        self.figures: Counter[str] = Counter()
+        super().__init__(seed, tracing, EVENTS_MAX)
+        rng = self.rng
         self.faults = HostFaults.draw(rng)
         if failover_only:
             self.faults = HostFaults(0.0, 0.0, 0.25, 0.25, 0.05, False, True, False)
@@ -100,10 +97,6 @@ class _Simulation:
         self.broken_host = broken_host
         self.group_ids = list(range(1, groups + 1))
         self.host_ids = list(range(1, hosts + 1))
-        self.now = 0.0
-        self.events: list[tuple[float, int, Callable[[], None]]] = []
-        self.sequence = 0
-        self.cut: set[tuple[HostId, HostId]] = set()  # (from, to) links cut
         self.machines: dict[HostId, Machine] = {}
         for host_id in self.host_ids:
             drift = rng.uniform(-self.faults.drift_max, self.faults.drift_max)
@@ -155,54 +148,23 @@ class _Simulation:
         partition = self.machines[host_id].documents.partitions[group]
         return partition.applied_index, encode_summary(partition.summary())
 
-    def note(self, text: Callable[[], str]) -> None:
-        if self.tracing:
-            self.trace.append(f"{self.now:9.3f} {text()}")
-
-    def at(self, when: float, action: Callable[[], None]) -> None:
-        self.sequence += 1
-        heapq.heappush(self.events, (when, self.sequence, action))
-
     def run(self, faulty_until: float, quiet_until: float) -> None:
         self._schedule_faults(faulty_until)
         self._schedule_client(quiet_until)
-        handled = 0
-        while self.events:
-            when, _, action = heapq.heappop(self.events)
-            if when > quiet_until:
-                break
-            handled += 1
-            if handled > EVENTS_MAX:
-                raise CheckFailed("liveness", f"over {EVENTS_MAX} events by {when:.1f}: a storm")
-            self.now = when
-            action()
-            self._check_leases()
+        self.run_events(quiet_until, self._check_leases)
         self._check_log_matching()
         self._check_liveness()
 
     # -- hosts ------------------------------------------------------------------------------
 
     def _schedule_tick(self, machine: Machine, delay: float) -> None:
-        incarnation = machine.incarnation
-        machine.next_tick = self.now + delay
-
-        def tick() -> None:
-            if machine.incarnation != incarnation or not machine.running:
-                return
-            if self.now < machine.paused_until:
-                self.at(machine.paused_until, tick)
-                return
-            ticks = 1
-            while machine.next_tick + machine.period <= self.now:  # resumed: catch up
-                machine.next_tick += machine.period
-                ticks += 1
+        def on_ticks(ticks: int) -> None:
             for _ in range(ticks):
                 machine.host.tick()
             self._compact(machine)
             self._process(machine)
-            self._schedule_tick(machine, machine.period)
 
-        self.at(self.now + delay, tick)
+        self.schedule_ticks(machine, delay, on_ticks)
 
     def _process(self, machine: Machine) -> None:
         host = machine.host
@@ -298,13 +260,14 @@ class _Simulation:
         faults = self.faults
         self.figures["envelopes"] += 1
         self.figures["group messages"] += len(envelope.items)
-        if (source, target) in self.cut or self.rng.random() < faults.loss:
+
+        def deliver() -> None:
+            self._deliver(source, target, envelope)
+
+        if not self.transmit(
+            source, target, deliver, faults.loss, faults.duplicate, faults.delay_max
+        ):
             self.figures["envelopes lost"] += 1
-            return
-        copies = 2 if self.rng.random() < faults.duplicate else 1
-        for _ in range(copies):
-            delay = self.rng.uniform(0.01, faults.delay_max)
-            self.at(self.now + delay, lambda: self._deliver(source, target, envelope))
 
     def _deliver(self, source: HostId, target: HostId, envelope: Envelope) -> None:
         machine = self.machines[target]
@@ -415,11 +378,7 @@ class _Simulation:
             if not machine.running or self.now < machine.paused_until:
                 continue
             host = machine.host
-            behind = 0
-            tick_at = machine.next_tick
-            while tick_at + 1e-9 <= self.now:
-                tick_at += machine.period
-                behind += 1
+            behind = self.ticks_behind(machine)
             # The lease as the host would judge it if asked now: its clock caught up.
             host.ticks += behind
             for node in host.groups.values():
@@ -498,7 +457,7 @@ class _Simulation:
             end = min(time_at + rng.uniform(5, 60), until)
             if kind == "partition":
                 self.at(time_at, self._partition)
-                self.at(end, self._heal)
+                self.at(end, self.heal)
             elif kind == "power":
                 self.at(time_at, self._power_cut)
             elif kind == "crash":
@@ -511,21 +470,7 @@ class _Simulation:
         self.at(until, self._heal_all)
 
     def _partition(self) -> None:
-        ids = list(self.host_ids)
-        self.rng.shuffle(ids)
-        side = set(ids[: self.rng.randint(1, len(ids) - 1)])
-        # Symmetric, or one-way: what one side sends is lost, what it receives arrives.
-        one_way = self.rng.random() < 0.3
-        self.cut = {(a, b) for a in side for b in ids if b not in side}
-        if not one_way:
-            self.cut |= {(b, a) for a, b in self.cut}
-        self.figures["one-way partitions" if one_way else "partitions"] += 1
-        arrow = "->" if one_way else "|"
-        self.note(lambda: f"partition {sorted(side)} {arrow} {sorted(set(ids) - side)} cut")
-
-    def _heal(self) -> None:
-        self.cut = set()
-        self.note(lambda: "heal")
+        self.partition(self.host_ids)
 
     def _heal_all(self) -> None:
         self.cut = set()
@@ -742,11 +687,9 @@ class HostSweep:
         lines = []
         for name, sample in (("every group", self.failovers), ("quiet", self.quiet_failovers)):
             if sample:
-                ms = sorted(ticks * TICK_SECONDS * 1000 for ticks in sample)
                 lines.append(
-                    f"failover after a leader's host crashed, {name} ({len(ms)}): median "
-                    f"{ms[len(ms) // 2]:.0f} ms, p90 {ms[len(ms) * 9 // 10]:.0f} ms, "
-                    f"worst {ms[-1]:.0f} ms"
+                    f"failover after a leader's host crashed, {name} ({len(sample)}): "
+                    + failover_figures(sample, TICK_SECONDS)
                 )
         return lines
 

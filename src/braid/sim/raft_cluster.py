@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import enum
-import heapq
 import random
 import sys
 import time
@@ -45,11 +44,14 @@ from dataclasses import dataclass, field
 from braid import limits
 from braid.core.raft.messages import Entry, Message, Vote, VoteReply
 from braid.core.raft.node import HardState, NodeId, NotLeader, RaftConfig, RaftNode, Role
+from braid.sim.world import CheckFailed, World, failover_figures
 
 # The tick the real node will use on 127.0.0.1-class networks (election timeout 10 ticks,
 # randomized to 10..20; lease 8): failover figures are reported in it.
 TICK_SECONDS = limits.raft_tick_seconds
 EVENTS_MAX = 1_000_000  # a run that needs more is a message storm (each is far below it)
+
+__all__ = ["Broken", "CheckFailed", "Faults", "RunResult", "Sweep", "run_seed", "sweep"]
 
 
 class Broken(enum.Enum):
@@ -115,12 +117,6 @@ _VARIANTS: dict[Broken | None, type[RaftNode]] = {
 }
 
 
-class CheckFailed(Exception):
-    def __init__(self, checker: str, detail: str) -> None:
-        super().__init__(f"{checker}: {detail}")
-        self.checker = checker
-
-
 @dataclass
 class Faults:
     """One seed's fault mix (drawn from the seed: swarm testing)."""
@@ -184,15 +180,11 @@ class RunResult:
     faults: Faults
 
 
-class _Simulation:
+class _Simulation(World):
     def __init__(
         self, seed: int, broken: Broken | None, tracing: bool, failover_only: bool = False
     ) -> None:
-        self.seed = seed
-        self.rng = random.Random(seed)
-        self.tracing = tracing
-        self.trace: list[str] = []
-        self.figures: Counter[str] = Counter()
+        super().__init__(seed, tracing, EVENTS_MAX)
         rng = self.rng
         self.size = rng.choice([3, 3, 5])
         self.faults = self.faults_drawn = Faults.draw(rng)
@@ -205,10 +197,6 @@ class _Simulation:
             )
         self.config = RaftConfig()  # braid.limits' timings
         self.node_class = _VARIANTS[broken]
-        self.now = 0.0
-        self.events: list[tuple[float, int, Callable[[], None]]] = []
-        self.sequence = 0
-        self.cut: set[tuple[NodeId, NodeId]] = set()  # (from, to) links cut
         voters = list(range(1, self.size + 1))
         self.replicas: dict[NodeId, _Replica] = {}
         for node_id in voters:
@@ -231,57 +219,22 @@ class _Simulation:
         node_rng = random.Random(self.rng.getrandbits(64))
         return self.node_class(node_id, voters, self.config, node_rng, **restored)  # type: ignore[arg-type]
 
-    def note(self, text: Callable[[], str]) -> None:
-        if self.tracing:
-            self.trace.append(f"{self.now:9.3f} {text()}")
-
-    # -- the event queue --------------------------------------------------------------------
-
-    def at(self, when: float, action: Callable[[], None]) -> None:
-        self.sequence += 1
-        heapq.heappush(self.events, (when, self.sequence, action))
-
     def run(self, faulty_until: float, quiet_until: float) -> None:
         self._schedule_faults(faulty_until)
         self._schedule_client(quiet_until)
-        handled = 0
-        while self.events:
-            when, _, action = heapq.heappop(self.events)
-            if when > quiet_until:
-                break
-            handled += 1
-            if handled > EVENTS_MAX:
-                raise CheckFailed("liveness", f"over {EVENTS_MAX} events by {when:.1f}: a storm")
-            self.now = when
-            action()
-            self._check_instant()
+        self.run_events(quiet_until, self._check_instant)
         self._check_liveness(faulty_until)
 
     # -- replicas ---------------------------------------------------------------------------
 
     def _schedule_tick(self, replica: _Replica, delay: float) -> None:
-        incarnation = replica.incarnation
-        replica.next_tick = self.now + delay
-
-        def tick() -> None:
-            if replica.incarnation != incarnation or not replica.running:
-                return
-            if self.now < replica.paused_until:
-                # Paused: no ticks are processed, but its clock runs on; they are all
-                # delivered at once when it resumes.
-                self.at(replica.paused_until, tick)
-                return
-            ticks = 1
-            while replica.next_tick + replica.period <= self.now:  # resumed: catch up
-                replica.next_tick += replica.period
-                ticks += 1
+        def on_ticks(ticks: int) -> None:
             for _ in range(ticks):
                 replica.node.tick()
             self._compact(replica)
             self._process(replica)
-            self._schedule_tick(replica, replica.period)
 
-        self.at(self.now + delay, tick)
+        self.schedule_ticks(replica, delay, on_ticks)
 
     def _process(self, replica: _Replica) -> None:
         """Do what the replica's Ready says (the driver contract in core/raft/node.py)."""
@@ -346,14 +299,14 @@ class _Simulation:
 
     def _send(self, source: NodeId, target: NodeId, message: Message) -> None:
         faults = self.faults
-        if (source, target) in self.cut or self.rng.random() < faults.loss:
+
+        def deliver() -> None:
+            self._deliver(source, target, message)
+
+        if self.transmit(source, target, deliver, faults.loss, faults.duplicate, faults.delay_max):
+            self.figures["messages"] += 1
+        else:
             self.figures["messages lost"] += 1
-            return
-        copies = 2 if self.rng.random() < faults.duplicate else 1
-        for _ in range(copies):
-            delay = self.rng.uniform(0.01, faults.delay_max)
-            self.at(self.now + delay, lambda: self._deliver(source, target, message))
-        self.figures["messages"] += 1
 
     def _deliver(self, source: NodeId, target: NodeId, message: Message) -> None:
         replica = self.replicas[target]
@@ -451,11 +404,7 @@ class _Simulation:
     def _lease(self, replica: _Replica) -> bool:
         """The lease as the replica would judge it if asked now: its clock caught up."""
         node = replica.node
-        behind = 0
-        tick_at = replica.next_tick
-        while tick_at + 1e-9 <= self.now:
-            tick_at += replica.period
-            behind += 1
+        behind = self.ticks_behind(replica)
         node.ticks += behind  # the ticks its clock has counted but not yet delivered
         try:
             return node.lease_valid()
@@ -502,7 +451,7 @@ class _Simulation:
             end = min(time_at + duration, until)
             if kind == "partition":
                 self.at(time_at, self._partition)
-                self.at(end, self._heal)
+                self.at(end, self.heal)
             elif kind == "power":
                 # Every replica stops at once (a power cut): only what each had made
                 # durable survives, which must be every committed entry's majority.
@@ -524,22 +473,7 @@ class _Simulation:
         self.at(until, self._heal_all)
 
     def _partition(self) -> None:
-        ids = list(self.replicas)
-        self.rng.shuffle(ids)
-        split = self.rng.randint(1, len(ids) - 1)
-        side = set(ids[:split])
-        # Symmetric, or one-way: what one side sends is lost, what it receives arrives.
-        one_way = self.rng.random() < 0.3
-        self.cut = {(a, b) for a in side for b in ids if b not in side}
-        if not one_way:
-            self.cut |= {(b, a) for a, b in self.cut}
-        self.figures["one-way partitions" if one_way else "partitions"] += 1
-        arrow = "->" if one_way else "|"
-        self.note(lambda: f"partition {sorted(side)} {arrow} {sorted(set(ids) - side)} cut")
-
-    def _heal(self) -> None:
-        self.cut = set()
-        self.note(lambda: "heal")
+        self.partition(list(self.replicas))
 
     def _heal_all(self) -> None:
         self.cut = set()
@@ -778,11 +712,10 @@ class Sweep:
             samples.append(("LAN-like", self.lan_failovers))
         for name, sample in samples:
             if sample:
-                ms = sorted(ticks * TICK_SECONDS * 1000 for ticks in sample)
                 lines.append(
-                    f"failover after a leader crash, {name} ({len(ms)}): median "
-                    f"{ms[len(ms) // 2]:.0f} ms, p90 {ms[len(ms) * 9 // 10]:.0f} ms, "
-                    f"worst {ms[-1]:.0f} ms (a tick of {TICK_SECONDS * 1000:.0f} ms)"
+                    f"failover after a leader crash, {name} ({len(sample)}): "
+                    f"{failover_figures(sample, TICK_SECONDS)} "
+                    f"(a tick of {TICK_SECONDS * 1000:.0f} ms)"
                 )
         return lines
 
