@@ -13,6 +13,7 @@ import pytest
 
 from braid import errors
 from tests.support import cli
+from tests.support.json_model import merge_patch
 
 # Each step's redo (no undo given) and the document after it: members replaced, merged,
 # deleted, an array replaced, an object replaced by a scalar.
@@ -71,20 +72,7 @@ def test_a_left_out_undo_is_computed_exactly(tmp_path: Path) -> None:
                            "--json")  # fmt: skip
         patch = json.loads(rewind.stdout)["patch"]
         expected = {} if target == 0 else STEPS[target - 1][1]
-        assert merge(head, patch) == expected, target
-
-
-def merge(target: object, patch: object) -> object:
-    """RFC 7396, written out here so the test does not trust the code it checks."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for name, value in patch.items():
-        if value is None:
-            result.pop(name, None)
-        else:
-            result[name] = merge(result.get(name), value)
-    return result
+        assert merge_patch(head, patch) == expected, target
 
 
 def test_braid_data_stands_in_for_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
