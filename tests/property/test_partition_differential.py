@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,8 +29,8 @@ from braid.core.wal.ops import DeleteOp, InitOp, Op, PatchOp
 from braid.errors import BraidError, ErrorInfo
 from braid.model import HEAD_PATCH, REWIND, DocumentChange, Key, Update
 from braid.storage.memory import MemoryEngine
+from tests.support.coroutines import run_at_once
 
-R = TypeVar("R")
 KEYS = [Key("docs", name) for name in ("a", "b", "c")]
 TERM = 3
 ACTIONS = [
@@ -55,19 +55,9 @@ json_values = st.one_of(
 patches = st.dictionaries(st.sampled_from(["x", "y", "z"]), json_values, max_size=3)
 
 
-def run(coroutine: Coroutine[Any, Any, R]) -> R:
-    """Run a coroutine that never waits (the memory engine's) to its end."""
-    try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        result: R = stop.value
-        return result
-    raise AssertionError("the coroutine waited")
-
-
 def engine_outcome(coroutine: Coroutine[Any, Any, int | None]) -> Outcome:
     try:
-        return run(coroutine), None, ""
+        return run_at_once(coroutine), None, ""
     except BraidError as error:
         return None, error.info, error.detail
 
@@ -87,7 +77,7 @@ class Sides:
 
     def head(self, key: Key) -> int:
         try:
-            return run(self.engine.get(key)).seq
+            return run_at_once(self.engine.get(key)).seq
         except BraidError:
             return 0
 
@@ -132,7 +122,7 @@ class Sides:
         assert self.applied == len(self.log) and not self.expected
         assert self.leader.pending == 0
         assert self.leader.inventory() == sorted(
-            run(self.engine.inventory()), key=lambda info: (info.key.space, info.key.key)
+            run_at_once(self.engine.inventory()), key=lambda info: (info.key.space, info.key.key)
         )
         for key in KEYS:
             head = self.head(key)
@@ -154,7 +144,7 @@ def read(call: Callable[..., DocumentChange], *arguments: Any) -> DocumentChange
 
 def read_engine(coroutine: Coroutine[Any, Any, DocumentChange]) -> DocumentChange | ErrorInfo:
     try:
-        return run(coroutine)
+        return run_at_once(coroutine)
     except BraidError as error:
         return error.info
 
@@ -197,7 +187,7 @@ def step(sides: Sides, data: st.DataObject) -> None:
         seq = data.draw(st.sampled_from([head, head, max(head - 1, 0), head + 1]), "seq")
         history = data.draw(st.integers(0, 2), "history")
         try:
-            document = run(engine.get(key)).document
+            document = run_at_once(engine.get(key)).document
         except BraidError:
             document = "{}"
         request = (key, seq, document, history)

@@ -9,9 +9,6 @@ methods finish without waiting and are run to completion here by `run`.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
 import msgspec
 import pytest
 
@@ -40,21 +37,10 @@ from braid.errors import (
 )
 from braid.model import HEAD_PATCH, REWIND, Key, Update
 from braid.storage.memory import MemoryEngine
-
-R = TypeVar("R")
+from tests.support.coroutines import run_at_once
 
 A = Key("docs", "a")
 B = Key("docs", "b")
-
-
-def run(coroutine: Coroutine[Any, Any, R]) -> R:
-    """Run a coroutine that never waits (the memory engine's) to its end."""
-    try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        result: R = stop.value
-        return result
-    raise AssertionError("the coroutine waited")
 
 
 def update(seq: int, redo: str = '{"n":1}', seq_end: int | None = None) -> Update:
@@ -113,12 +99,12 @@ def refusal(partition: Partition[str], op: Op) -> BraidError:
 def engine_refusal(engine: MemoryEngine, op: Op) -> BraidError:
     with pytest.raises(BraidError) as caught:
         if isinstance(op, InitOp):
-            run(engine.initialize(op.key, op.update))
+            run_at_once(engine.initialize(op.key, op.update))
         elif isinstance(op, PatchOp):
-            run(engine.patch(op.key, op.updates))
+            run_at_once(engine.patch(op.key, op.updates))
         else:
             assert isinstance(op, DeleteOp)
-            run(engine.delete(op.key))
+            run_at_once(engine.delete(op.key))
     return caught.value
 
 
@@ -156,10 +142,10 @@ def test_wrong_seqs_are_refused_with_the_engines_codes() -> None:
     code, same detail), and nothing is proposed."""
     group = Group()
     engine = MemoryEngine()
-    run(engine.initialize(A, init(A).update))
+    run_at_once(engine.initialize(A, init(A).update))
     group.write(init(A), "w")
     for seq in (2, 3):
-        run(engine.patch(A, patch(A, seq).updates))
+        run_at_once(engine.patch(A, patch(A, seq).updates))
         group.write(patch(A, seq), "w")
     group.commit()
     for op in (patch(A, 5), patch(A, 3), init(A), patch(B, 1), DeleteOp(B)):
@@ -245,13 +231,13 @@ def test_snapshots_are_planned_on_the_head_after_pending_writes() -> None:
     group.write(fold, "fold")
     assert group.leader.plan_snapshot(A, 3, '{"seq":3}', 0) is None
     engine = MemoryEngine()
-    run(engine.initialize(A, init(A).update))
-    run(engine.patch(A, patch(A, 2).updates))
-    run(engine.patch(A, patch(A, 3).updates))
-    removed = run(engine.snapshot(A, 3, '{"seq":3}', 0))
+    run_at_once(engine.initialize(A, init(A).update))
+    run_at_once(engine.patch(A, patch(A, 2).updates))
+    run_at_once(engine.patch(A, patch(A, 3).updates))
+    removed = run_at_once(engine.snapshot(A, 3, '{"seq":3}', 0))
     assert outcome(group.commit()[-1]) == ("fold", removed, None)
-    assert group.leader.get(A) == run(engine.get(A))
-    assert group.follower.inventory() == run(engine.inventory())
+    assert group.leader.get(A) == run_at_once(engine.get(A))
+    assert group.follower.inventory() == run_at_once(engine.inventory())
 
 
 # -- apply ----------------------------------------------------------------------------------------
