@@ -222,34 +222,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-core.json"), help="JSON file")
 
 
-def main(args: argparse.Namespace) -> int:
-    console = Console()
-    rows = [measure(batch, args.entries) for batch in BATCHES]
-    idle = idle_messages_per_tick()
-    table = Table(title=f"braid bench core — 3 replicas, {ENTRY_BYTES}-byte entries")
-    for column in ("batch", "committed/s", "CPU us/entry (3 replicas)", "messages/entry"):
+def _table(title: str, rows: list[dict[str, float]], summed: str, sent: str) -> Table:
+    """Committed entries/s, CPU per entry (summed over `summed`) and `sent` per entry."""
+    table = Table(title=title)
+    for column in ("batch", "committed/s", f"CPU us/entry ({summed})", f"{sent}/entry"):
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
             str(row["batch"]),
             f"{row['committed_entries_per_second']:,.0f}",
             f"{row['cpu_us_per_committed_entry']:.2f}",
-            f"{row['messages_per_committed_entry']:.3f}",
+            f"{row[f'{sent}_per_committed_entry']:.3f}",
         )
-    console.print(table)
+    return table
+
+
+def main(args: argparse.Namespace) -> int:
+    console = Console()
+    rows = [measure(batch, args.entries) for batch in BATCHES]
+    idle = idle_messages_per_tick()
+    title = f"braid bench core — 3 replicas, {ENTRY_BYTES}-byte entries"
+    console.print(_table(title, rows, "3 replicas", "messages"))
     console.print(f"an idle group: {idle:.1f} messages per tick (heartbeats and replies)")
     host_rows = [measure_hosts(batch, args.entries) for batch in BATCHES]
-    table = Table(title=f"3 hosts x {PARTITIONS} partitions, {ENTRY_BYTES}-byte entries")
-    for column in ("batch", "committed/s", "CPU us/entry (3 hosts)", "envelopes/entry"):
-        table.add_column(column, justify="right")
-    for row in host_rows:
-        table.add_row(
-            str(row["batch"]),
-            f"{row['committed_entries_per_second']:,.0f}",
-            f"{row['cpu_us_per_committed_entry']:.2f}",
-            f"{row['envelopes_per_committed_entry']:.3f}",
-        )
-    console.print(table)
+    title = f"3 hosts x {PARTITIONS} partitions, {ENTRY_BYTES}-byte entries"
+    console.print(_table(title, host_rows, "3 hosts", "envelopes"))
     idle_hosts = measure_idle()
     console.print(
         f"3 idle hosts x {PARTITIONS} partitions ({idle_hosts['quiet_replicas']:,.0f} quiet "
