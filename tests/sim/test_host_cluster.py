@@ -65,19 +65,28 @@ def test_each_broken_core_is_caught(broken: Broken) -> None:
     assert summary.failed.checker in (EXPECTED[broken], "acknowledged entry lost")
 
 
-def test_a_lease_from_any_beat_is_caught_on_a_known_seed() -> None:
-    """A host that extends a quiet leader's lease with every peer's echo, quiet or not,
-    breaks lease safety: seed 69 of 16 groups shows it (the slow sweep finds it from seed 0);
-    the real host passes that seed."""
-    broken = host_cluster.run_seed(69, groups=16, broken_host=BrokenHost.LEASE_FROM_ANY_BEAT)
-    assert broken.checker == "lease safety", broken.failure
-    assert host_cluster.run_seed(69, groups=16).failure is None
+# The two lease bugs a quiet group invites, each shown on the seed that catches it (16 groups):
+# a host that extends a quiet leader's lease with every peer's echo, quiet or not (69); and
+# one that ignores a peer's new session, so it keeps extending its quiet leases with that
+# peer's echoes after the peer's replicas stopped keeping quiet for it (166): sessions are
+# needed. `make test-slow` sweeps for each from seed 0.
+LEASE_BUGS = [(BrokenHost.LEASE_FROM_ANY_BEAT, 69), (BrokenHost.IGNORE_SESSIONS, 166)]
+
+
+@pytest.mark.parametrize(("broken", "seed"), LEASE_BUGS, ids=lambda value: str(value))
+def test_a_lease_bug_is_caught_on_its_known_seed(broken: BrokenHost, seed: int) -> None:
+    """The broken host shows two hosts holding one group's lease on its seed; the real
+    host passes that seed."""
+    failed = host_cluster.run_seed(seed, groups=16, broken_host=broken)
+    assert failed.checker == "lease safety", failed.failure
+    assert host_cluster.run_seed(seed, groups=16).failure is None
 
 
 @pytest.mark.slow
-def test_a_sweep_finds_the_lease_from_any_beat_within_500_seeds() -> None:
-    """The simulator finds the lease-from-any-beat host by itself, from seed 0."""
-    summary = host_cluster.sweep(range(500), groups=16, broken_host=BrokenHost.LEASE_FROM_ANY_BEAT)
+@pytest.mark.parametrize("broken", [broken for broken, _ in LEASE_BUGS], ids=str)
+def test_a_sweep_finds_a_lease_bug_within_500_seeds(broken: BrokenHost) -> None:
+    """The simulator finds each lease bug by itself, from seed 0, within 500 seeds."""
+    summary = host_cluster.sweep(range(500), groups=16, broken_host=broken)
     assert summary.failed is not None and summary.failed.checker == "lease safety"
 
 
@@ -94,23 +103,6 @@ def test_the_document_checkers_catch_a_lossy_apply_and_reads_without_a_lease(
     (no leader, no lease) see a document older than an acknowledged write."""
     summary = host_cluster.sweep(range(20), groups=8, broken_host=broken)
     assert summary.failed is not None and summary.failed.checker == checker
-
-
-def test_ignoring_sessions_breaks_lease_safety_on_a_known_seed() -> None:
-    """Sessions are needed: a host that ignores a peer's new session keeps extending its
-    quiet leases with that peer's echoes after the peer's replicas stopped keeping quiet for
-    it; seed 166 shows two hosts holding one group's lease. The real host passes that seed.
-    (`make test-slow` shows the sweep finding it within 500 seeds.)"""
-    broken = host_cluster.run_seed(166, groups=16, broken_host=BrokenHost.IGNORE_SESSIONS)
-    assert broken.checker == "lease safety", broken.failure
-    assert host_cluster.run_seed(166, groups=16).failure is None
-
-
-@pytest.mark.slow
-def test_a_sweep_finds_the_ignored_sessions_within_500_seeds() -> None:
-    """The simulator finds the session bug by itself, from seed 0."""
-    summary = host_cluster.sweep(range(500), groups=16, broken_host=BrokenHost.IGNORE_SESSIONS)
-    assert summary.failed is not None and summary.failed.checker == "lease safety"
 
 
 def test_a_seed_replays_exactly() -> None:
