@@ -106,8 +106,6 @@ class HostCounters:
     envelopes_sent: int = 0
     group_messages_sent: int = 0
     unknown_group_messages: int = 0  # for a group this host holds no replica of
-    wakes: int = 0
-    quiesced: int = 0
 
 
 class Host:
@@ -356,12 +354,10 @@ class Host:
         if node.quiet and group in self._active:
             del self._active[group]
             self._quiet[group] = None
-            self.counters.quiesced += 1
         elif not node.quiet and group in self._quiet:
             node.wake()
             del self._quiet[group]
             self._active[group] = None
-            self.counters.wakes += 1
 
     def _sync(self, group: GroupId) -> None:
         node = self.groups[group]
