@@ -35,6 +35,7 @@ Bounds that make every read safe (DESIGN §3 invariant 7; `limits.py` holds the 
 from __future__ import annotations
 
 import enum
+import json
 import re
 from typing import Any
 
@@ -144,10 +145,9 @@ class Update(msgspec.Struct, frozen=True, array_like=True, gc=False):
         values, encoded here into the text the write path keeps; seq_end defaults to
         seq_begin."""
         end = seq_begin if seq_end is None else seq_end
-        undo_text = "{}" if undo is None else to_json(undo)
-        return cls(
-            seq_begin, end, who, request, to_json(redo), undo_text, active, asset_bytes, kind
-        )
+        undo_text = "{}" if undo is None else _patch_text(undo, "undo")
+        redo_text = _patch_text(redo, "redo")
+        return cls(seq_begin, end, who, request, redo_text, undo_text, active, asset_bytes, kind)
 
     def redo_json(self) -> JsonValue:
         """`redo`, parsed."""
@@ -285,6 +285,15 @@ def json_depth(value: JsonValue) -> int:
             if type(member) is dict or type(member) is list:
                 stack.append((member, depth + 1))
     return deepest
+
+
+def _patch_text(value: JsonValue, field: str) -> str:
+    """A JSON value as the text an update carries; INVALID_UPDATE if it is not JSON (an
+    object of another type, bytes, NaN or an infinity)."""
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise BraidError(INVALID_UPDATE, f"{field} is not a JSON value: {error}") from None
 
 
 def to_json(value: JsonValue) -> str:

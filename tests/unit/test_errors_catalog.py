@@ -132,6 +132,7 @@ REVIEWED_RAISE_SITES: dict[str, tuple[str, ...]] = {
     ),
     "INVALID_UPDATE": (
         "model.py:_check_encodable",
+        "model.py:_patch_text",
         "model.py:_validate_update_fields",
         "model.py:validate_update",
     ),

@@ -463,3 +463,16 @@ def test_update_with_non_object_json_is_malformed_json() -> None:
     """Redo and undo must be JSON objects: MALFORMED_JSON (1003) otherwise."""
     assert invalid_update_code(Update(1, 1, redo="[]")) == 1003
     assert invalid_update_code(Update(1, 1, undo="{")) == 1003
+
+
+@pytest.mark.parametrize(
+    "value", [{"a": float("nan")}, {"a": float("inf")}, {"a": object()}, {"a": b"bytes"}]
+)
+def test_update_of_refuses_a_value_that_is_not_json(value: object) -> None:
+    """Update.of with a redo or undo that has no JSON text (NaN, an infinity, an object of
+    another type, bytes) raises INVALID_UPDATE naming the field, never a TypeError, and
+    never encodes it as something else (NaN as null, bytes as base64)."""
+    for field, redo, undo in (("redo", value, None), ("undo", {}, value)):
+        with pytest.raises(braid.BraidError) as caught:
+            braid.Update.of(1, redo, undo)
+        assert caught.value.name == "INVALID_UPDATE" and field in str(caught.value)
